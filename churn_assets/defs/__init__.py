@@ -1,0 +1,1 @@
+"""One subpackage per pipeline stage; each is one Dagster asset group."""

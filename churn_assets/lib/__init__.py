@@ -1,0 +1,1 @@
+"""Pure helpers with no Dagster in them, so they are easy to unit test."""

@@ -1,0 +1,99 @@
+"""Typed resources shared by every asset group: DuckDB, MLflow and the alert notifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from churn_assets.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class DuckDBResource(dg.ConfigurableResource):
+    """The project's DuckDB file. Writers go through the ``duckdb`` pool (one at a time)."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """Local MLflow tracking and registry; plain ``mlflow`` calls, configured in one place."""
+
+    tracking_uri: str
+    artifact_root: str
+
+    def setup(self) -> None:
+        import mlflow
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        """Create the experiment on first use with its artifacts under the project state."""
+        import mlflow
+
+        self.setup()
+        existing = mlflow.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        location = Path(self.artifact_root, name).resolve().as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
+
+
+class AlertNotifier(dg.ConfigurableResource):
+    """Always logs; also POSTs JSON to a webhook when ``CHURN_ALERT_WEBHOOK_URL`` is set."""
+
+    webhook_url: str | None = None
+    timeout_seconds: float = 5.0
+
+    def notify(self, event: str, payload: dict[str, Any]) -> bool:
+        body = {"event": event, **payload}
+        log.warning("churn_assets alert %s: %s", event, json.dumps(body, default=str))
+        if not self.webhook_url:
+            return False
+        request = urllib.request.Request(
+            self.webhook_url,
+            data=json.dumps(body, default=str).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                return 200 <= response.status < 300
+        except OSError as exc:
+            log.error("alert webhook %s failed: %s", self.webhook_url, exc)
+            return False
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or get_settings()
+    return {
+        "duckdb": DuckDBResource(path=str(settings.duckdb_path)),
+        "mlflow": MLflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=str(settings.mlflow_artifact_root),
+        ),
+        "notifier": AlertNotifier(webhook_url=settings.alert_webhook_url),
+    }
