@@ -45,6 +45,7 @@ class Settings:
     reports_dir: Path
     landing_dir: Path
     quarantine_dir: Path
+    accepted_dir: Path
     state_dir: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
@@ -64,12 +65,18 @@ class Settings:
     def retail_parquet(self) -> Path:
         return self.raw_dir / RETAIL_FILE
 
+    @property
+    def replay_state_file(self) -> Path:
+        """Holds ``{"as_of": "YYYY-MM-DD"}`` while the platform replays history month by month."""
+        return self.state_dir / "replay.json"
+
     def ensure_dirs(self) -> None:
         for folder in (
             self.processed_dir,
             self.reports_dir,
             self.landing_dir,
             self.quarantine_dir,
+            self.accepted_dir,
             self.state_dir,
             self.mlflow_artifact_root,
             self.duckdb_path.parent,
@@ -91,6 +98,7 @@ def get_settings() -> Settings:
         reports_dir=_env_path("CHURN_REPORTS_DIR", data / "reports"),
         landing_dir=_env_path("CHURN_LANDING_DIR", data / "landing" / "incoming"),
         quarantine_dir=_env_path("CHURN_QUARANTINE_DIR", data / "landing" / "quarantine"),
+        accepted_dir=_env_path("CHURN_ACCEPTED_DIR", data / "landing" / "accepted"),
         state_dir=state,
         mlflow_tracking_uri=os.environ.get(
             "CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"

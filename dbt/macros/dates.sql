@@ -1,0 +1,53 @@
+{#- Date helpers. Models stay portable; adapter-specific syntax lives only here (dispatch). -#}
+
+{#- A date shifted by a whole number of days, still typed DATE. -#}
+{% macro add_days(date_expr, days) -%}
+    {{ return(adapter.dispatch('add_days', 'churn_features')(date_expr, days)) }}
+{%- endmacro %}
+
+{% macro default__add_days(date_expr, days) -%}
+    cast({{ dbt.dateadd('day', days, date_expr) }} as date)
+{%- endmacro %}
+
+{% macro duckdb__add_days(date_expr, days) -%}
+    cast(({{ date_expr }}) + cast({{ days }} as integer) as date)
+{%- endmacro %}
+
+{#- Whole days from start_expr to end_expr (both DATE). -#}
+{% macro days_between(start_expr, end_expr) -%}
+    {{ dbt.datediff(start_expr, end_expr, 'day') }}
+{%- endmacro %}
+
+{#- One row per first-of-month date in [start, end] (both 'YYYY-MM-DD' strings), column observation_date. -#}
+{% macro month_starts(start, end) -%}
+    {{ return(adapter.dispatch('month_starts', 'churn_features')(start, end)) }}
+{%- endmacro %}
+
+{% macro default__month_starts(start, end) -%}
+    with recursive months (observation_date) as (
+        select cast('{{ start }}' as date)
+        union all
+        select cast({{ dbt.dateadd('month', 1, 'observation_date') }} as date)
+        from months
+        where observation_date < cast('{{ end }}' as date)
+    )
+    select observation_date from months where observation_date <= cast('{{ end }}' as date)
+{%- endmacro %}
+
+{% macro duckdb__month_starts(start, end) -%}
+    select cast(range as date) as observation_date
+    from range(cast('{{ start }}' as date), cast('{{ end }}' as date) + interval 1 day, interval 1 month)
+{%- endmacro %}
+
+{#- Median as an aggregate. -#}
+{% macro median(expr) -%}
+    {{ return(adapter.dispatch('median', 'churn_features')(expr)) }}
+{%- endmacro %}
+
+{% macro default__median(expr) -%}
+    percentile_cont(0.5) within group (order by {{ expr }})
+{%- endmacro %}
+
+{% macro duckdb__median(expr) -%}
+    median({{ expr }})
+{%- endmacro %}

@@ -1,0 +1,47 @@
+-- Purchase days with running lifetime aggregates, one row per customer per purchase day.
+-- The row that holds at T is the last purchase day before T: tile_date < T <= next_purchase_date
+-- (an as-of join written as an interval join, so it stays portable SQL). Its running columns are
+-- the lifetime features; its next_purchase_date is the first purchase on or after T (label only).
+with purchase_days as (
+    select
+        customer_id,
+        tile_date,
+        n_invoices,
+        revenue
+    from {{ ref('int_retail_daily_tiles') }}
+    where n_invoices > 0
+),
+
+with_gaps as (
+    select
+        customer_id,
+        tile_date,
+        n_invoices,
+        revenue,
+        {{ days_between(
+            'lag(tile_date) over (partition by customer_id order by tile_date)', 'tile_date'
+        ) }} as gap_days,
+        lead(tile_date) over (partition by customer_id order by tile_date) as next_purchase_date
+    from purchase_days
+)
+
+select
+    customer_id,
+    tile_date,
+    next_purchase_date,
+    min(tile_date) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ) as first_purchase_date,
+    count(*) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ) as cum_purchase_days,
+    sum(n_invoices) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ) as cum_invoices,
+    sum(revenue) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ) as cum_revenue,
+    coalesce(sum(cast(gap_days * gap_days as double)) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ), 0) as cum_gap_sq
+from with_gaps
