@@ -1,0 +1,65 @@
+# Two commands do all setup on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.state/dagster
+export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/.state/mlflow/mlflow.db
+PORT ?= 3000
+MLFLOW_PORT ?= 5000
+
+.PHONY: install system-deps state run test test-fast ui mlflow-ui lint typecheck bench replay-next replay-status clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+# Headless Chromium for the browser test (Debian packages; browser downloads do not work here).
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test"; exit 1; fi; \
+	fi
+
+state:
+	@mkdir -p $(DAGSTER_HOME) .state/mlflow
+	@ln -sf ../../dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: install state
+	$(BIN)/python -m churn_assets.cli run
+
+test: install state system-deps
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+test-fast: install state
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e and not browser"
+
+ui: install state
+	$(BIN)/python -m churn_assets.cli prepare
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+mlflow-ui: install state
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+lint: install
+	$(BIN)/ruff check churn_assets churn_assets_tests benchmarks
+	$(BIN)/ruff format --check churn_assets churn_assets_tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/feature_windows.py
+
+replay-next: install state
+	$(BIN)/python -m churn_assets.replay next
+
+replay-status: install state
+	$(BIN)/python -m churn_assets.replay status
+
+clean:
+	rm -rf .state data/*.duckdb data/*.duckdb.wal data/processed data/reports data/landing dbt/target

@@ -1,0 +1,105 @@
+"""The main job behind ``make run``: materialize the whole graph on the embedded default.
+
+Runs go through the project's Dagster instance (``DAGSTER_HOME=.state/dagster``), so every
+run, check result and metadata entry is visible afterwards in ``make ui``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import dagster as dg
+
+from churn_assets.settings import get_settings
+
+
+def _prepare() -> None:
+    """Build the dbt manifest if it is missing (never at import time)."""
+    from churn_assets.defs.features.project import prepare_dbt_manifest
+
+    prepare_dbt_manifest()
+
+
+def _graph() -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
+    from churn_assets.definitions import defs as load_defs
+
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+    materializable = [k for k in keys if graph.get(k).is_materializable]
+    partitioned = [k for k in materializable if graph.get(k).partitions_def is not None]
+    unpartitioned = [k for k in materializable if k not in partitioned]
+    return defs, unpartitioned, partitioned
+
+
+def _execute(defs: dg.Definitions, name: str, keys: Sequence[dg.AssetKey], **kwargs: object) -> bool:
+    job = dg.Definitions.merge(
+        defs, dg.Definitions(jobs=[dg.define_asset_job(name, selection=list(keys))])
+    ).resolve_job_def(name)
+    result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False, **kwargs)
+    return result.success
+
+
+def run() -> int:
+    """Unpartitioned graph first (raw → dbt → training sets → models), then every month."""
+    settings = get_settings()
+    settings.ensure_dirs()
+    _prepare()
+    started = time.perf_counter()
+    defs, unpartitioned, partitioned = _graph()
+    print(f"materializing {len(unpartitioned)} assets, then {len(partitioned)} monthly assets")
+    if not _execute(defs, "main_job", unpartitioned):
+        print("main job failed: see `make ui` → Runs for the failing step", file=sys.stderr)
+        return 1
+    if partitioned:
+        graph = defs.resolve_asset_graph()
+        partitions_def = graph.get(partitioned[0]).partitions_def
+        assert partitions_def is not None
+        for key in partitions_def.get_partition_keys():
+            if not _execute(defs, "monthly_job", partitioned, partition_key=key):
+                print(f"monthly job failed for {key}", file=sys.stderr)
+                return 1
+    print_summary(defs, [*unpartitioned, *partitioned], time.perf_counter() - started)
+    return 0
+
+
+def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: float) -> None:
+    instance = dg.DagsterInstance.get()
+    settings = get_settings()
+    graph = defs.resolve_asset_graph()
+    print(f"\nBuilt {len(keys)} assets in {seconds:.0f}s\n")
+    print(f"{'group':<12} {'asset':<40} rows / key figure")
+    for key in sorted(keys, key=lambda k: (graph.get(k).group_name, k.to_user_string())):
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        figure = next(
+            (
+                f"{name}={getattr(metadata[name], 'value', metadata[name])}"
+                for name in ("dagster/row_count", "roc_auc", "test_roc_auc", "decision", "share_drifted")
+                if name in metadata
+            ),
+            "",
+        )
+        print(f"{graph.get(key).group_name:<12} {key.to_user_string():<40} {figure}")
+    print(
+        f"\nDuckDB:   {settings.duckdb_path}\nReports:  {settings.reports_dir}\n"
+        f"Training sets: {settings.processed_dir}\n"
+        "Next: `make ui` (Dagster, http://127.0.0.1:3000) and `make mlflow-ui` (http://127.0.0.1:5000)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="churn_assets")
+    parser.add_argument("command", choices=["run", "prepare"])
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        _prepare()
+        return 0
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

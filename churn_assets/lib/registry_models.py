@@ -1,0 +1,178 @@
+"""MLflow tracking and registry helpers shared by training, promotion and (later) scoring.
+
+Each logged model run carries the TrainingSet reference as tags (``training_set.*``), so the
+registry alone answers "which data was the champion trained on" — monitoring uses that as
+its drift reference. Models are ``mlflow.sklearn`` flavours of :class:`ChurnClassifier`
+whose pyfunc ``predict`` is ``predict_proba`` on raw feature rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+# MLflow would otherwise write a telemetry id under $HOME/.config on first use.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
+
+from churn_assets.lib.modeling import ChurnClassifier  # noqa: E402
+from churn_assets.lib.training_set import TrainingSet  # noqa: E402
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_NAME = "model"
+_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "numpy", "pandas", "scipy", "polars")
+
+
+def registered_model_name(dataset: str) -> str:
+    return f"churn-{dataset}"
+
+
+def experiment_name(dataset: str) -> str:
+    return f"churn-{dataset}"
+
+
+def training_set_tags(ts: TrainingSet) -> dict[str, str]:
+    return {
+        "training_set.dataset": ts.dataset,
+        "training_set.version": ts.version,
+        "training_set.path": str(ts.path),
+        "training_set.label": ts.label,
+        "training_set.entity": ts.entity,
+        "training_set.time_column": ts.time_column,
+        "training_set.numeric_features": json.dumps(list(ts.numeric_features)),
+        "training_set.categorical_features": json.dumps(list(ts.categorical_features)),
+    }
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned from the running environment; skips MLflow's slow requirement inference."""
+    return [f"{name}=={version(name)}" for name in _REQUIREMENTS]
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    run_id: str
+    model_uri: str
+    version: str | None
+
+
+def log_model_run(
+    *,
+    experiment_id: str,
+    run_name: str,
+    model: ChurnClassifier,
+    ts: TrainingSet,
+    input_example: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    figures: dict[str, bytes],
+    tags: dict[str, str],
+    register_as: str | None,
+) -> LoggedModel:
+    """One MLflow run: params, metrics, PNGs, provenance, and the pyfunc-loadable model."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags({**training_set_tags(ts), **tags})
+        mlflow.log_params({k: v for k, v in params.items() if v is not None})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        log_pngs(figures, "plots")
+        if ts.provenance_file.exists():
+            mlflow.log_artifact(str(ts.provenance_file), "training_set")
+        signature = infer_signature(input_example, model.predict_proba(input_example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL_NAME,
+            signature=signature,
+            input_example=input_example,
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=_pip_requirements(),
+            registered_model_name=register_as,
+            tags={k: v for k, v in tags.items()},
+        )
+    version_ = info.registered_model_version
+    return LoggedModel(
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        version=None if version_ is None else str(version_),
+    )
+
+
+def log_pngs(figures: dict[str, bytes], artifact_dir: str) -> None:
+    """Write PNG bytes to a temp folder and log them under ``artifact_dir`` of the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, png in figures.items():
+            Path(tmp, name).write_bytes(png)
+        mlflow.log_artifacts(tmp, artifact_dir)
+
+
+def champion_version(dataset: str) -> str | None:
+    """Current champion version number, or ``None`` if the alias (or the model) is missing."""
+    client = MlflowClient()
+    try:
+        return str(
+            client.get_model_version_by_alias(registered_model_name(dataset), CHAMPION).version
+        )
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What scoring and monitoring need: the model, its inputs and its reference data."""
+
+    model: ChurnClassifier
+    version: str
+    run_id: str
+    features: list[str]
+    numeric_features: list[str]
+    categorical_features: list[str]
+    training_set_version: str
+    training_set_path: Path
+
+
+def load_model_version(dataset: str, version_: str) -> Champion:
+    """Load a registered version with the TrainingSet reference recorded on its run."""
+    client = MlflowClient()
+    name = registered_model_name(dataset)
+    mv = client.get_model_version(name, version_)
+    tags = client.get_run(mv.run_id).data.tags
+    model: ChurnClassifier = mlflow.sklearn.load_model(f"models:/{name}/{version_}")
+    return Champion(
+        model=model,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        features=model.features,
+        numeric_features=list(model.numeric_features),
+        categorical_features=list(model.categorical_features),
+        training_set_version=tags["training_set.version"],
+        training_set_path=Path(tags["training_set.path"]),
+    )
+
+
+def load_champion(dataset: str) -> Champion | None:
+    """The model behind ``models:/churn-<dataset>@champion`` (``None`` before the first one).
+
+    Call ``MLflowResource.setup()`` (or ``mlflow.set_tracking_uri``) first. The returned
+    :class:`ChurnClassifier` scores raw rows built with
+    :func:`churn_assets.lib.modeling.feature_frame`; ``mlflow.pyfunc.load_model`` on the same
+    URI gives the generic pyfunc (``predict`` → [p(stay), p(churn)]).
+    """
+    current = champion_version(dataset)
+    return None if current is None else load_model_version(dataset, current)
+
+
+def set_alias_and_tags(dataset: str, version_: str, alias: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    name = registered_model_name(dataset)
+    client.set_registered_model_alias(name, alias, version_)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version_, key, value)
