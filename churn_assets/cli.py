@@ -7,13 +7,24 @@ run, check result and metadata entry is visible afterwards in ``make ui``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 
-from churn_assets.settings import get_settings
+from churn_assets.settings import REPO_ROOT, get_settings
+
+
+def _ensure_dagster_home() -> None:
+    """Default to the project-local instance, so a bare ``python -m churn_assets.cli`` works too."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".state" / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.symlink_to(REPO_ROOT / "dagster.yaml")
 
 
 def _prepare() -> None:
@@ -35,11 +46,15 @@ def _graph() -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
     return defs, unpartitioned, partitioned
 
 
-def _execute(defs: dg.Definitions, name: str, keys: Sequence[dg.AssetKey], **kwargs: object) -> bool:
+def _execute(
+    defs: dg.Definitions, name: str, keys: Sequence[dg.AssetKey], partition_key: str | None = None
+) -> bool:
     job = dg.Definitions.merge(
         defs, dg.Definitions(jobs=[dg.define_asset_job(name, selection=list(keys))])
     ).resolve_job_def(name)
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False, **kwargs)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False, partition_key=partition_key
+    )
     return result.success
 
 
@@ -47,6 +62,7 @@ def run() -> int:
     """Unpartitioned graph first (raw → dbt → training sets → models), then every month."""
     settings = get_settings()
     settings.ensure_dirs()
+    _ensure_dagster_home()
     _prepare()
     started = time.perf_counter()
     defs, unpartitioned, partitioned = _graph()
@@ -74,11 +90,19 @@ def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: fl
     print(f"{'group':<12} {'asset':<40} rows / key figure")
     for key in sorted(keys, key=lambda k: (graph.get(k).group_name, k.to_user_string())):
         event = instance.get_latest_materialization_event(key)
-        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        metadata = (
+            event.asset_materialization.metadata if event and event.asset_materialization else {}
+        )
         figure = next(
             (
                 f"{name}={getattr(metadata[name], 'value', metadata[name])}"
-                for name in ("dagster/row_count", "roc_auc", "test_roc_auc", "decision", "share_drifted")
+                for name in (
+                    "dagster/row_count",
+                    "roc_auc",
+                    "test_roc_auc",
+                    "decision",
+                    "share_drifted",
+                )
                 if name in metadata
             ),
             "",

@@ -105,7 +105,8 @@ def get_settings() -> Settings:
         ),
         mlflow_artifact_root=_env_path("CHURN_MLFLOW_ARTIFACTS", state / "mlflow" / "artifacts"),
         optuna_storage=os.environ.get("CHURN_OPTUNA_STORAGE", f"sqlite:///{state / 'optuna.db'}"),
-        observation_start=_env_date("CHURN_OBSERVATION_START", date(2010, 3, 1)) or date(2010, 3, 1),
+        observation_start=_env_date("CHURN_OBSERVATION_START", date(2010, 3, 1))
+        or date(2010, 3, 1),
         observation_end=_env_date("CHURN_OBSERVATION_END", date(2011, 12, 1)) or date(2011, 12, 1),
         label_horizon_days=int(os.environ.get("CHURN_LABEL_HORIZON_DAYS", "90")),
         retail_as_of=_env_date("CHURN_RETAIL_AS_OF", None),

@@ -14,7 +14,9 @@ from churn_assets.settings import Settings, get_settings
 def churn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Point every setting at ``tmp_path`` (raw data stays the bundled read-only copy)."""
     monkeypatch.setenv("CHURN_HOME", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / '.state' / 'mlflow' / 'mlflow.db'}")
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / '.state' / 'mlflow' / 'mlflow.db'}"
+    )
     get_settings.cache_clear()
     settings = get_settings()
     settings.ensure_dirs()

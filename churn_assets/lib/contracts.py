@@ -112,7 +112,11 @@ class Problem:
 
     def describe(self) -> str:
         shown = ", ".join(str(r) for r in self.rows[:MAX_REPORTED_ROWS])
-        more = f" (+{len(self.rows) - MAX_REPORTED_ROWS} more)" if len(self.rows) > MAX_REPORTED_ROWS else ""
+        more = (
+            f" (+{len(self.rows) - MAX_REPORTED_ROWS} more)"
+            if len(self.rows) > MAX_REPORTED_ROWS
+            else ""
+        )
         values = ", ".join(_short(v) for v in self.values[:MAX_REPORTED_ROWS])
         found = f": values [{values}]" if values else ""
         return f"column '{self.column}' failed {self.check} at data rows [{shown}]{more}{found}"
@@ -134,7 +138,12 @@ def _casting_problems(raw: pl.DataFrame, typed: pl.DataFrame, columns: list[str]
         bad = raw[column].is_not_null() & typed[column].is_null()
         if bad.any():
             problems.append(
-                Problem(column, f"type {typed[column].dtype}", _rows(bad), raw[column].filter(bad).to_list())
+                Problem(
+                    column,
+                    f"type {typed[column].dtype}",
+                    _rows(bad),
+                    raw[column].filter(bad).to_list(),
+                )
             )
     return problems
 
@@ -159,7 +168,9 @@ def _truncated_rows(raw: pl.DataFrame) -> list[Problem]:
     if not short.any():
         return []
     first_missing = next(c for c in raw.columns if raw.filter(short)[c].is_null().all())
-    return [Problem(first_missing, "complete row (file truncated or line cut short)", _rows(short), [])]
+    return [
+        Problem(first_missing, "complete row (file truncated or line cut short)", _rows(short), [])
+    ]
 
 
 def _require_columns(source: str, present: list[str], required: list[str]) -> None:
@@ -188,9 +199,9 @@ TELCO_SCHEMA = pa.DataFrameSchema(
         pa.Check(
             lambda data: data.lazyframe.select(
                 (pl.col("tenure") == 0)
-                | (pl.col("total_charges") / (pl.col("tenure") * pl.col("monthly_charges"))).is_between(
-                    *TOTAL_CHARGES_RATIO_BOUNDS
-                )
+                | (
+                    pl.col("total_charges") / (pl.col("tenure") * pl.col("monthly_charges"))
+                ).is_between(*TOTAL_CHARGES_RATIO_BOUNDS)
             ),
             name="total_charges_consistent_with_tenure_x_monthly",
             error=f"TotalCharges / (tenure * MonthlyCharges) within {TOTAL_CHARGES_RATIO_BOUNDS}",
@@ -212,7 +223,9 @@ def read_telco_csv(path: Path) -> pl.DataFrame:
     try:
         raw = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise ContractViolation(source, [f"unreadable CSV ({exc.__class__.__name__}: {exc})"]) from exc
+        raise ContractViolation(
+            source, [f"unreadable CSV ({exc.__class__.__name__}: {exc})"]
+        ) from exc
     _require_columns(source, raw.columns, list(TELCO_COLUMNS))
     raw = raw.select(list(TELCO_COLUMNS)).rename(TELCO_COLUMNS)
     raw = raw.with_columns(pl.all().str.strip_chars().replace("", None))
@@ -232,10 +245,19 @@ def read_telco_csv(path: Path) -> pl.DataFrame:
     problems += _casting_problems(raw, typed, list(TELCO_TYPES))
     bad_churn = raw["churn"].is_not_null() & typed["churn"].is_null()
     if bad_churn.any():
-        problems.append(Problem("churn", "isin(['Yes', 'No'])", _rows(bad_churn), raw["churn"].filter(bad_churn).to_list()))
+        problems.append(
+            Problem(
+                "churn",
+                "isin(['Yes', 'No'])",
+                _rows(bad_churn),
+                raw["churn"].filter(bad_churn).to_list(),
+            )
+        )
     bad_blank = blank_total & (typed["tenure"] != 0).fill_null(True)
     if bad_blank.any():
-        problems.append(Problem("total_charges", "blank only when tenure = 0", _rows(bad_blank), []))
+        problems.append(
+            Problem("total_charges", "blank only when tenure = 0", _rows(bad_blank), [])
+        )
     _raise_if(source, problems)
 
     typed = typed.with_columns(pl.col("total_charges").fill_null(0.0))
@@ -275,13 +297,17 @@ def read_retail_parquet(path: Path, now: datetime | None = None) -> pl.DataFrame
     try:
         raw = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise ContractViolation(source, [f"unreadable parquet ({exc.__class__.__name__}: {exc})"]) from exc
+        raise ContractViolation(
+            source, [f"unreadable parquet ({exc.__class__.__name__}: {exc})"]
+        ) from exc
     _require_columns(source, raw.columns, list(RETAIL_COLUMNS))
     raw = raw.select(list(RETAIL_COLUMNS))
     typed = raw.with_columns(_cast(c, raw[c].dtype, t) for c, t in RETAIL_COLUMNS.items())
     problems = _casting_problems(raw, typed, list(RETAIL_COLUMNS))
     nulls = [c for c in RETAIL_COLUMNS if c not in ("description", "customer_id")]
-    problems += [Problem(c, "not null", _rows(raw[c].is_null()), []) for c in nulls if raw[c].is_null().any()]
+    problems += [
+        Problem(c, "not null", _rows(raw[c].is_null()), []) for c in nulls if raw[c].is_null().any()
+    ]
     _raise_if(source, problems)
     _raise_if(source, _schema_problems(retail_schema(now or datetime.now()), typed))
     return typed

@@ -22,7 +22,9 @@ def churn_by_category(frame: pl.DataFrame) -> pl.DataFrame:
         .with_columns(field=pl.lit(column))
         for column in [*TELCO_CATEGORIES, "senior_citizen"]
     ]
-    return pl.concat(parts).select("field", "value", "customers", "churn_rate").sort("field", "value")
+    return (
+        pl.concat(parts).select("field", "value", "customers", "churn_rate").sort("field", "value")
+    )
 
 
 def missing_and_outliers(frame: pl.DataFrame, numeric: list[str]) -> pl.DataFrame:
@@ -50,7 +52,9 @@ def distributions_by_churn(frame: pl.DataFrame) -> bytes:
     for ax, column in zip(axes, TELCO_NUMERIC, strict=True):
         for churned, colour in ((False, "#4C72B0"), (True, "#DD8452")):
             values = frame.filter(pl.col("churn") == churned)[column].to_numpy()
-            ax.hist(values, bins=30, alpha=0.6, density=True, color=colour, label=f"churn={churned}")
+            ax.hist(
+                values, bins=30, alpha=0.6, density=True, color=colour, label=f"churn={churned}"
+            )
         ax.set_title(column)
     axes[0].legend()
     png = figure_png(fig)
@@ -79,7 +83,9 @@ def retail_monthly_profile(events: pl.DataFrame) -> pl.DataFrame:
             lines=pl.len(),
             invoices=pl.col("invoice").n_unique(),
             customers=pl.col("customer_id").drop_nulls().n_unique(),
-            revenue=(pl.col("quantity") * pl.col("unit_price")).filter(pl.col("quantity") > 0).sum(),
+            revenue=(pl.col("quantity") * pl.col("unit_price"))
+            .filter(pl.col("quantity") > 0)
+            .sum(),
             returns_share=(pl.col("quantity") < 0).mean(),
             no_customer_share=pl.col("customer_id").is_null().mean(),
         )

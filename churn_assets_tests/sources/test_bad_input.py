@@ -29,7 +29,9 @@ def _fingerprint(db: DuckDBResource, table: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _materialize(asset: dg.AssetsDefinition, db: DuckDBResource, config: dict) -> dg.ExecuteInProcessResult:
+def _materialize(
+    asset: dg.AssetsDefinition, db: DuckDBResource, config: dict
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [asset],
         resources={"duckdb": db},
@@ -91,7 +93,10 @@ TELCO_CASES: dict[str, tuple[Callable[[list[str]], str], list[str]]] = {
     "missing column": (_missing_column, ["missing column", "TotalCharges"]),
     "wrong type": (_wrong_type, ["'tenure'", "type Int32", "data rows [7]", "twelve"]),
     "duplicate customer id": (_duplicate_id, ["'customer_id'", "uniqueness", "data rows [3, 9]"]),
-    "negative charges": (_negative_charges, ["'monthly_charges'", "greater_than_or_equal_to(0)", "data rows [11"]),
+    "negative charges": (
+        _negative_charges,
+        ["'monthly_charges'", "greater_than_or_equal_to(0)", "data rows [11"],
+    ),
     "truncated file": (_truncated, ["truncated", f"data rows [{TELCO_ROWS}]"]),
 }
 
@@ -107,7 +112,10 @@ def good_telco(churn_home: Settings, tmp_path: Path) -> tuple[DuckDBResource, tu
 
 @pytest.mark.parametrize("case", list(TELCO_CASES))
 def test_bad_telco_file_is_refused_and_last_good_table_survives(
-    case: str, good_telco: tuple[DuckDBResource, tuple[int, int]], churn_home: Settings, tmp_path: Path
+    case: str,
+    good_telco: tuple[DuckDBResource, tuple[int, int]],
+    churn_home: Settings,
+    tmp_path: Path,
 ) -> None:
     db, before = good_telco
     corrupt, expected = TELCO_CASES[case]
@@ -136,14 +144,18 @@ def _retail_sample(settings: Settings) -> pl.DataFrame:
 def _bad_timestamp(frame: pl.DataFrame) -> pl.DataFrame:
     text = frame.with_columns(pl.col("invoice_ts").dt.strftime("%Y-%m-%d %H:%M:%S"))
     return text.with_columns(
-        invoice_ts=pl.when(pl.int_range(pl.len()) == 41).then(pl.lit("31/02/2010 25:61")).otherwise(pl.col("invoice_ts"))
+        invoice_ts=pl.when(pl.int_range(pl.len()) == 41)
+        .then(pl.lit("31/02/2010 25:61"))
+        .otherwise(pl.col("invoice_ts"))
     )
 
 
 def _future_timestamp(frame: pl.DataFrame) -> pl.DataFrame:
     future = datetime.now() + timedelta(days=30)
     return frame.with_columns(
-        invoice_ts=pl.when(pl.int_range(pl.len()) == 99).then(pl.lit(future)).otherwise(pl.col("invoice_ts"))
+        invoice_ts=pl.when(pl.int_range(pl.len()) == 99)
+        .then(pl.lit(future))
+        .otherwise(pl.col("invoice_ts"))
     )
 
 
@@ -163,7 +175,10 @@ def _retail_wrong_type(frame: pl.DataFrame) -> pl.DataFrame:
 
 RETAIL_CASES: dict[str, tuple[Callable[[pl.DataFrame], pl.DataFrame], list[str]]] = {
     "missing column": (lambda f: f.drop("customer_id"), ["missing column", "customer_id"]),
-    "unparseable timestamp": (_bad_timestamp, ["'invoice_ts'", "data rows [42]", "31/02/2010 25:61"]),
+    "unparseable timestamp": (
+        _bad_timestamp,
+        ["'invoice_ts'", "data rows [42]", "31/02/2010 25:61"],
+    ),
     "future timestamp": (_future_timestamp, ["'invoice_ts'", "in_range", "data rows [100]"]),
     "negative price": (_negative_price, ["unit_price >= 0", "data rows [10]"]),
     "wrong type": (_retail_wrong_type, ["'quantity'", "type Int32", "data rows [5]", "a dozen"]),
@@ -171,7 +186,9 @@ RETAIL_CASES: dict[str, tuple[Callable[[pl.DataFrame], pl.DataFrame], list[str]]
 
 
 @pytest.fixture
-def good_retail(churn_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[DuckDBResource, tuple[int, int]]:
+def good_retail(
+    churn_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[DuckDBResource, tuple[int, int]]:
     """A small events history stands in for the bundled one; the asset then reads it."""
     sample = tmp_path / "raw" / "online_retail_ii" / "online_retail_ii_events.parquet"
     sample.parent.mkdir(parents=True)
@@ -188,7 +205,10 @@ def good_retail(churn_home: Settings, tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("case", list(RETAIL_CASES))
 def test_bad_retail_file_is_refused_and_last_good_table_survives(
-    case: str, good_retail: tuple[DuckDBResource, tuple[int, int]], churn_home: Settings, tmp_path: Path
+    case: str,
+    good_retail: tuple[DuckDBResource, tuple[int, int]],
+    churn_home: Settings,
+    tmp_path: Path,
 ) -> None:
     db, before = good_retail
     corrupt, expected = RETAIL_CASES[case]
@@ -207,7 +227,9 @@ def test_bad_retail_file_is_refused_and_last_good_table_survives(
     assert _fingerprint(db, "retail_transactions") == before
 
 
-def test_truncated_parquet_is_refused(good_retail: tuple[DuckDBResource, tuple[int, int]], churn_home: Settings, tmp_path: Path) -> None:
+def test_truncated_parquet_is_refused(
+    good_retail: tuple[DuckDBResource, tuple[int, int]], churn_home: Settings, tmp_path: Path
+) -> None:
     db, before = good_retail
     whole = tmp_path / "whole.parquet"
     _retail_sample(churn_home).write_parquet(whole)

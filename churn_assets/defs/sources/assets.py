@@ -4,14 +4,15 @@ Validation happens *before* the swap, so a bad file fails the run with a message
 file, column and rows, downstream assets never start, and the last good table stays queryable.
 """
 
-
 import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from churn_assets.lib.contracts import ContractViolation, read_retail_parquet, read_telco_csv
 from churn_assets.lib.duckdb_io import drop_staging, quote, staging_name, swap_in
@@ -33,7 +34,7 @@ class TelcoSourceConfig(dg.Config):
 class RetailSourceConfig(dg.Config):
     """Extra event files to validate and append, besides the bundled history."""
 
-    extra_paths: list[str] = []
+    extra_paths: list[str] = Field(default_factory=list)
 
 
 def _write_table(duckdb: DuckDBResource, table: str, frame: pl.DataFrame) -> None:
@@ -50,7 +51,7 @@ def _write_table(duckdb: DuckDBResource, table: str, frame: pl.DataFrame) -> Non
         swap_in(con, RAW_SCHEMA, table)
 
 
-def _load_metadata(frame: pl.DataFrame, files: dict[str, str]) -> dict[str, object]:
+def _load_metadata(frame: pl.DataFrame, files: dict[str, str]) -> dict[str, Any]:
     return {
         "dagster/row_count": frame.height,
         "dagster/column_schema": dg.TableSchema(
@@ -69,7 +70,10 @@ def _fail(check: str, asset: str, error: ContractViolation) -> Iterator[dg.Asset
         asset_key=asset,
         passed=False,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"file": error.source, "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in error.problems))},
+        metadata={
+            "file": error.source,
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in error.problems)),
+        },
     )
     raise dg.Failure(description=str(error), metadata={"file": error.source})
 
@@ -114,10 +118,12 @@ def raw_telco_customers(
             "source_path": dg.MetadataValue.path(str(path)),
             "sha256": sha256_file(path),
             "total_charges_imputed_rows": imputed,
-            "churn_rate": float(frame["churn"].mean() or 0.0),
+            "churn_rate": float(frame["churn"].cast(pl.Float64).mean() or 0.0),  # type: ignore[arg-type]
         },
         check_results=[
-            dg.AssetCheckResult(check_name=TELCO_CHECK, passed=True, metadata={"rows_validated": frame.height})
+            dg.AssetCheckResult(
+                check_name=TELCO_CHECK, passed=True, metadata={"rows_validated": frame.height}
+            )
         ],
     )
 
@@ -170,17 +176,23 @@ def raw_retail_transactions(
         for path in files:
             frame = read_retail_parquet(path).with_columns(source_file=pl.lit(path.name))
             if path == settings.retail_parquet and as_of is not None:
-                frame = frame.filter(pl.col("invoice_ts") < datetime.combine(as_of, datetime.min.time()))
+                frame = frame.filter(
+                    pl.col("invoice_ts") < datetime.combine(as_of, datetime.min.time())
+                )
             frames.append(frame)
     except ContractViolation as error:
         yield from _fail(RETAIL_CHECK, "raw_retail_transactions", error)
         return
-    events = pl.concat(frames).with_row_index("event_id", offset=1).with_columns(
-        pl.col("event_id").cast(pl.Int64)
+    events = (
+        pl.concat(frames)
+        .with_row_index("event_id", offset=1)
+        .with_columns(pl.col("event_id").cast(pl.Int64))
     )
     _write_table(duckdb, "retail_transactions", events)
     checksums = {str(p): sha256_file(p) for p in files}
-    context.log.info(f"loaded {events.height} invoice lines from {len(files)} file(s), as of {as_of}")
+    context.log.info(
+        f"loaded {events.height} invoice lines from {len(files)} file(s), as of {as_of}"
+    )
     yield dg.MaterializeResult(
         metadata={
             **_load_metadata(events, checksums),
@@ -192,6 +204,8 @@ def raw_retail_transactions(
             "customers": events["customer_id"].n_unique(),
         },
         check_results=[
-            dg.AssetCheckResult(check_name=RETAIL_CHECK, passed=True, metadata={"rows_validated": events.height})
+            dg.AssetCheckResult(
+                check_name=RETAIL_CHECK, passed=True, metadata={"rows_validated": events.height}
+            )
         ],
     )

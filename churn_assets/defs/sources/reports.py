@@ -1,7 +1,6 @@
 """Data-quality and EDA reports on the raw tables, rendered straight into the Dagster UI."""
 
 import dagster as dg
-import polars as pl
 
 from churn_assets.lib import eda
 from churn_assets.lib.metadata import md_table, png_md
@@ -38,7 +37,8 @@ def telco_quality_report(duckdb: DuckDBResource) -> dg.MaterializeResult:
             f"## Telco data assessment\n\n{frame.height} customers, churn rate **{overall:.3f}**.",
             "### Churn rate by field\n\n" + md_table(by_category, max_rows=200),
             png_md(eda.churn_rate_bars(by_category), "churn rate by field"),
-            "### Distributions by churn\n\n" + png_md(eda.distributions_by_churn(frame), "distributions"),
+            "### Distributions by churn\n\n"
+            + png_md(eda.distributions_by_churn(frame), "distributions"),
             "### Missing values and outliers\n\n" + md_table(quality, max_rows=50),
         ]
     )
@@ -90,7 +90,10 @@ def retail_quality_report(duckdb: DuckDBResource) -> dg.MaterializeResult:
             "no_customer_share": no_customer,
             "months": profile.height,
             "monthly_profile": dg.MetadataValue.table(
-                records=[dg.TableRecord({k: (str(v) if k == "month" else v) for k, v in r.items()}) for r in profile.to_dicts()]
+                records=[
+                    dg.TableRecord({k: (str(v) if k == "month" else v) for k, v in r.items()})
+                    for r in profile.to_dicts()
+                ]
             ),
         }
     )
