@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from churn_assets.settings import DBT_PROJECT_DIR, OWNER_DATA
 
@@ -374,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     current = DBT_YAML_PATH.read_text() if DBT_YAML_PATH.exists() else ""
     if args.check:
         if current != rendered:
-            print(f"{DBT_YAML_PATH} is out of date: run python -m churn_assets.lib.features_registry")
+            print(
+                f"{DBT_YAML_PATH} is out of date: run python -m churn_assets.lib.features_registry"
+            )
             return 1
         return 0
     if current != rendered:

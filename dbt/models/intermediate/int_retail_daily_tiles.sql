@@ -1,13 +1,27 @@
 -- Daily tiles: one row per customer per day with any event, holding additive partial aggregates.
 -- Window features at T are sums of tiles with tile_date in [T - w, T): exact because T is midnight.
--- Distinct invoices per day add up across days because an invoice never spans two days.
+-- Lines are first rolled up per invoice (an invoice never spans two days), so distinct invoices
+-- per day are a plain count instead of a COUNT(DISTINCT) over every line.
+with invoices as (
+    select
+        customer_id,
+        event_date,
+        invoice,
+        event_type = 'purchase' as is_purchase,
+        count(*) as n_lines,
+        sum(amount) as amount
+    from {{ ref('stg_retail_events') }}
+    group by customer_id, event_date, invoice, event_type = 'purchase'
+)
+
 select
     customer_id,
     event_date as tile_date,
-    count(distinct case when event_type = 'purchase' then invoice end) as n_invoices,
-    sum(case when event_type = 'purchase' then 1 else 0 end) as n_lines,
-    sum(case when event_type = 'purchase' then amount else 0 end) as revenue,
-    sum(case when event_type <> 'purchase' then 1 else 0 end) as n_returns,
-    sum(case when event_type <> 'purchase' then -amount else 0 end) as return_value
-from {{ ref('stg_retail_events') }}
+    -- narrow types keep the window sums downstream on 64-bit arithmetic
+    cast(sum(case when is_purchase then 1 else 0 end) as integer) as n_invoices,
+    cast(sum(case when is_purchase then n_lines else 0 end) as integer) as n_lines,
+    cast(sum(case when is_purchase then amount else 0 end) as numeric(18, 3)) as revenue,
+    cast(sum(case when is_purchase then 0 else n_lines end) as integer) as n_returns,
+    cast(sum(case when is_purchase then 0 else -amount end) as numeric(18, 3)) as return_value
+from invoices
 group by customer_id, event_date

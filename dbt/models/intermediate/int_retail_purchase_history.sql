@@ -41,7 +41,7 @@ select
     sum(revenue) over (
         partition by customer_id order by tile_date rows between unbounded preceding and current row
     ) as cum_revenue,
-    coalesce(sum(cast(gap_days * gap_days as double)) over (
+    coalesce(sum(cast(gap_days * gap_days as double precision)) over (
         partition by customer_id order by tile_date rows between unbounded preceding and current row
     ), 0) as cum_gap_sq
 from with_gaps

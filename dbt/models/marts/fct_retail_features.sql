@@ -3,12 +3,13 @@
 -- Windows [T - w, T) for w in 30/60/90 are sums over daily tiles joined to the 22-ish observation
 -- dates, never a range join over events. No feature is NULL: empty windows are 0.
 {%- set windows = [30, 60, 90] %}
+{#- feature prefix -> (tile column, SQL type of the feature) -#}
 {%- set tile_measures = {
-    'invoices': 'n_invoices',
-    'lines': 'n_lines',
-    'revenue': 'revenue',
-    'returns': 'n_returns',
-    'return_value': 'return_value',
+    'invoices': ('n_invoices', 'integer'),
+    'lines': ('n_lines', 'integer'),
+    'revenue': ('revenue', 'double precision'),
+    'returns': ('n_returns', 'integer'),
+    'return_value': ('return_value', 'double precision'),
 } %}
 with observations as (
     select
@@ -24,7 +25,7 @@ window_sums as (
         tiles.customer_id,
         observations.observation_date,
         {%- for w in windows %}
-        {%- for feature, column in tile_measures.items() %}
+        {%- for feature, (column, _) in tile_measures.items() %}
         sum(case when tiles.tile_date >= observations.window_start_{{ w }}d
             then tiles.{{ column }} else 0 end) as {{ feature }}_{{ w }}d,
         {%- endfor %}
@@ -42,15 +43,14 @@ product_counts as (
         products.customer_id,
         observations.observation_date,
         {%- for w in windows %}
-        sum(case when products.tile_date >= observations.window_start_{{ w }}d then 1 else 0 end)
-            as distinct_products_{{ w }}d{{ ',' if not loop.last }}
+        sum(case when products.tile_date >= observations.window_start_{{ w }}d
+            then products.n_products else 0 end) as distinct_products_{{ w }}d{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('int_retail_product_days') }} as products
     inner join observations
         on products.tile_date >= observations.window_start_90d
         and products.tile_date < observations.observation_date
-        and observations.observation_date
-        <= coalesce(products.next_date, cast('9999-12-31' as date))
+        and observations.observation_date <= products.still_last_until
     group by products.customer_id, observations.observation_date
 ),
 
@@ -59,17 +59,20 @@ joined as (
         spine.customer_id,
         spine.observation_date,
         {%- for w in windows %}
-        {%- for feature in tile_measures %}
-        coalesce(window_sums.{{ feature }}_{{ w }}d, 0) as {{ feature }}_{{ w }}d,
+        {%- for feature, (_, sql_type) in tile_measures.items() %}
+        cast(coalesce(window_sums.{{ feature }}_{{ w }}d, 0) as {{ sql_type }}) as {{ feature }}_{{ w }}d,
         {%- endfor %}
-        coalesce(product_counts.distinct_products_{{ w }}d, 0) as distinct_products_{{ w }}d,
+        cast(coalesce(product_counts.distinct_products_{{ w }}d, 0) as integer)
+            as distinct_products_{{ w }}d,
         {%- endfor %}
-        {{ days_between('spine.last_purchase_date', 'spine.observation_date') }} as recency_days,
-        {{ days_between('spine.first_purchase_date', 'spine.observation_date') }} as tenure_days,
-        spine.cum_invoices as lifetime_invoices,
-        spine.cum_revenue as lifetime_revenue,
+        cast({{ days_between('spine.last_purchase_date', 'spine.observation_date') }} as integer)
+            as recency_days,
+        cast({{ days_between('spine.first_purchase_date', 'spine.observation_date') }} as integer)
+            as tenure_days,
+        cast(spine.cum_invoices as integer) as lifetime_invoices,
+        cast(spine.cum_revenue as double precision) as lifetime_revenue,
         spine.cum_purchase_days - 1 as n_gaps,
-        cast({{ days_between('spine.first_purchase_date', 'spine.last_purchase_date') }} as double)
+        cast({{ days_between('spine.first_purchase_date', 'spine.last_purchase_date') }} as double precision)
             as gap_sum,
         spine.cum_gap_sq
     from {{ ref('int_retail_customer_asof') }} as spine
@@ -99,7 +102,7 @@ select
     (revenue_30d + 1.0) / (revenue_60d - revenue_30d + 1.0) as revenue_trend_30d,
     -- Gaps between consecutive purchase days. With a single purchase day there is no gap yet:
     -- the mean falls back to the tenure (a lower bound on the first gap) and the std to 0.
-    case when n_gaps > 0 then gap_sum / n_gaps else cast(tenure_days as double) end
+    case when n_gaps > 0 then gap_sum / n_gaps else cast(tenure_days as double precision) end
         as interpurchase_mean_days,
     case
         when n_gaps > 0

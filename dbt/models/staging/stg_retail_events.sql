@@ -29,7 +29,9 @@ select
     end as event_type,
     quantity,
     unit_price,
-    quantity * unit_price as amount,
+    -- Exact decimal (prices have at most 3 decimals): sums are then order-independent, so
+    -- parallel aggregation gives bit-identical features and reproducible training-set versions.
+    cast(quantity * unit_price as numeric(18, 3)) as amount,
     country
 from lines
 where customer_id is not null

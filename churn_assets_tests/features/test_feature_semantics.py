@@ -1,0 +1,168 @@
+"""Point-in-time semantics of the retail features and labels, on the hand-built fixture."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from churn_assets.lib import features_registry
+from churn_assets_tests.features import fixtures
+from churn_assets_tests.features.conftest import query
+
+# One xdist worker builds the fixture databases once for every test of this folder.
+pytestmark = pytest.mark.xdist_group("features_dbt")
+
+FEATURES = [f.name for f in features_registry.features_of("fct_retail_features")]
+
+
+def _features(db: Path, customer_id: int, observation_date: str) -> dict[str, object]:
+    rows = query(
+        db,
+        f"select {', '.join(FEATURES)} from features.fct_retail_features "
+        f"where customer_id = {customer_id} and observation_date = date '{observation_date}'",
+    )
+    assert len(rows) == 1
+    return dict(zip(FEATURES, rows[0], strict=True))
+
+
+def _labels(db: Path) -> dict[tuple[int, date], int | None]:
+    return {
+        (cid, day): churned
+        for cid, day, churned in query(
+            db, "select customer_id, observation_date, churned from features.fct_retail_labels"
+        )
+    }
+
+
+def test_window_edges(base_db: Path) -> None:
+    """T = 2011-04-01: an event at T-30d is in the 30-day window, one at T in none, one at
+    T-90d-1min in none; hand-computed values for every feature."""
+    got = _features(base_db, 1, "2011-04-01")
+    gaps = [31, 29, 1]  # purchase days 12-31, 01-31, 03-01, 03-02
+    expected = {
+        "invoices_30d": 1, "lines_30d": 1, "revenue_30d": 10.0,
+        "returns_30d": 1, "return_value_30d": 10.0, "distinct_products_30d": 1,
+        "invoices_60d": 3, "lines_60d": 3, "revenue_60d": 17.0,
+        "returns_60d": 1, "return_value_60d": 10.0, "distinct_products_60d": 2,
+        "invoices_90d": 3, "lines_90d": 3, "revenue_90d": 17.0,
+        "returns_90d": 1, "return_value_90d": 10.0, "distinct_products_90d": 2,
+        "recency_days": 30, "tenure_days": 91,
+        "lifetime_invoices": 4, "lifetime_revenue": 27.0,
+        "invoices_trend_30d": 2 / 3, "revenue_trend_30d": 11 / 8,
+        "interpurchase_mean_days": statistics.mean(gaps),
+        "interpurchase_std_days": statistics.pstdev(gaps),
+    }  # fmt: skip
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_single_purchase_day_defaults(base_db: Path) -> None:
+    """One purchase day: no gap yet, mean falls back to the tenure and std to 0 (never NULL)."""
+    got = _features(base_db, 2, "2011-02-01")
+    assert got["tenure_days"] == got["recency_days"] == 17
+    assert got["interpurchase_mean_days"] == 17.0
+    assert got["interpurchase_std_days"] == 0.0
+    assert got["invoices_30d"] == 1 and got["lines_30d"] == 2 and got["revenue_30d"] == 11.0
+    assert got["distinct_products_30d"] == 2
+
+
+def test_labels_and_horizon_edges(base_db: Path) -> None:
+    labels = _labels(base_db)
+    assert labels[(2, date(2011, 2, 1))] == 1
+    assert labels[(2, date(2011, 3, 1))] == 1
+    assert labels[(3, date(2011, 1, 1))] == 1  # next purchase exactly at T + 90d: outside
+    assert labels[(3, date(2011, 2, 1))] == 0
+    assert labels[(4, date(2011, 1, 1))] == 0  # next purchase at T + 90d - 1 minute: inside
+    assert labels[(1, date(2011, 3, 1))] == 0
+    assert (2, date(2011, 5, 1)) not in labels  # inactive: last purchase before T - 90d
+
+
+def test_immature_labels_are_null(base_db: Path) -> None:
+    """Last event 2011-06-15 12:00: horizons of T >= 2011-04-01 end after it."""
+    rows = query(
+        base_db,
+        "select observation_date, count(*), count(churned), bool_and(not is_mature) "
+        "from features.fct_retail_labels group by 1 order by 1",
+    )
+    for observation_date, n, n_labelled, all_immature in rows:
+        if observation_date >= date(2011, 4, 1):
+            assert n_labelled == 0 and all_immature, observation_date
+        else:
+            assert n_labelled == n, observation_date
+    spine = query(base_db, "select max(observation_date) from features.fct_retail_training_spine")
+    assert spine == [(date(2011, 3, 1),)]
+
+
+def test_keys_unique_and_features_complete(base_db: Path) -> None:
+    (n, n_keys) = query(
+        base_db,
+        "select count(*), count(distinct (customer_id, observation_date)) "
+        "from features.fct_retail_features",
+    )[0]
+    assert n == n_keys > 0
+    nulls = query(
+        base_db,
+        "select "
+        + ", ".join(f"count(*) - count({name})" for name in FEATURES)
+        + " from features.fct_retail_features",
+    )[0]
+    assert dict(zip(FEATURES, nulls, strict=True)) == dict.fromkeys(FEATURES, 0)
+
+
+def test_rows_exist_exactly_where_history_exists(base_db: Path) -> None:
+    rows = set(
+        query(base_db, "select customer_id, observation_date from features.fct_retail_features")
+    )
+    assert not any(cid == 6 for cid, _ in rows)  # returns only: no purchase history
+    assert (2, date(2011, 1, 1)) not in rows and (2, date(2011, 2, 1)) in rows
+    assert (2, date(2011, 6, 1)) in rows  # inactive but with history: still has features
+    assert (1, date(2011, 1, 1)) in rows  # purchase at 2010-12-31 23:59 is before T
+    dropped = dict(query(base_db, "select reason, n_lines from staging.stg_retail_dropped_lines"))
+    assert dropped == {"missing_customer": 1, "bad_debt_adjustment": 0, "zero_quantity": 0}
+
+
+def test_latest_view_is_newest_observation(base_db: Path) -> None:
+    rows = query(base_db, "select distinct observation_date from features.retail_features_latest")
+    assert rows == [(date.fromisoformat(fixtures.OBSERVATION_END),)]
+
+
+def test_future_events_do_not_leak_into_features(base_db: Path, perturbed_db: Path) -> None:
+    """Events changed/added at or after T* leave every feature row at T <= T* byte-identical."""
+    sql = (
+        f"select customer_id, observation_date, {', '.join(FEATURES)} "
+        f"from features.fct_retail_features where observation_date <= date '{fixtures.LEAKAGE_T}' "
+        "order by customer_id, observation_date"
+    )
+    assert query(base_db, sql) == query(perturbed_db, sql)
+    # ...while later observation dates do see them.
+    assert _features(base_db, 1, "2011-04-01") != _features(perturbed_db, 1, "2011-04-01")
+
+
+def test_events_inside_horizon_only_change_labels(base_db: Path, perturbed_db: Path) -> None:
+    """Customer 2's purchase at T* flips exactly its labels whose horizon covers T*."""
+    before, after = _labels(base_db), _labels(perturbed_db)
+    cutoff = date.fromisoformat(fixtures.LEAKAGE_T)
+    changed = {key for key in before if key[1] <= cutoff and before[key] != after.get(key)}
+    assert changed == {(2, date(2011, 2, 1)), (2, date(2011, 3, 1))}
+    assert after[(2, date(2011, 2, 1))] == after[(2, date(2011, 3, 1))] == 0
+
+
+def test_telco_features(base_db: Path) -> None:
+    rows = query(
+        base_db,
+        "select customer_id, observation_date, tenure_bucket, charge_per_tenure_month, "
+        "monthly_charges_vs_contract_median, n_addon_services, n_security_support_services, "
+        "n_streaming_services, contract_months, is_automatic_payment, churned "
+        "from features.fct_telco_features order by customer_id",
+    )
+    snapshot = date(2019, 9, 30)
+    assert rows == [
+        ("0001-A", snapshot, "00-12", 50.0, pytest.approx(50 / 60), 0, 0, 0, 1, 0, 0),
+        ("0002-B", snapshot, "00-12", 70.0, pytest.approx(70 / 60), 2, 2, 0, 1, 0, 1),
+        ("0003-C", snapshot, "25-48", 80.0, 1.0, 4, 4, 0, 12, 1, 0),
+        ("0004-D", snapshot, "49-72", 20.0, 1.0, 0, 0, 0, 24, 1, 0),
+    ]
