@@ -7,6 +7,7 @@ Tests point ``CHURN_HOME`` (or single variables) at a temporary folder to stay i
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import date
@@ -69,6 +70,18 @@ class Settings:
     def replay_state_file(self) -> Path:
         """Holds ``{"as_of": "YYYY-MM-DD"}`` while the platform replays history month by month."""
         return self.state_dir / "replay.json"
+
+    def history_as_of(self) -> date | None:
+        """The date the platform runs "as of": events on or after it are not yet known.
+
+        ``CHURN_RETAIL_AS_OF`` wins; otherwise the replay state written by
+        ``python -m churn_assets.replay``; otherwise None, meaning the full bundled history.
+        """
+        if self.retail_as_of:
+            return self.retail_as_of
+        if self.replay_state_file.exists():
+            return date.fromisoformat(json.loads(self.replay_state_file.read_text())["as_of"])
+        return None
 
     def ensure_dirs(self) -> None:
         for folder in (

@@ -67,7 +67,7 @@ def _materialize(
         "label_definition": label_definition,
         "label_horizon_days": settings.label_horizon_days if dataset == "retail" else None,
         # replays cut the raw events at this date: same raw file, different data
-        "retail_as_of": settings.retail_as_of if dataset == "retail" else None,
+        "retail_as_of": settings.history_as_of() if dataset == "retail" else None,
         "observation_dates": observation_dates,
         "row_counts": {
             "rows": frame.height,
@@ -87,7 +87,7 @@ def _materialize(
     context.add_output_metadata(
         {
             "version": version,
-            "path": dg.MetadataValue.path(str(path)),
+            "snapshot_path": dg.MetadataValue.path(str(path)),
             "newly_written": written,
             "dagster/row_count": frame.height,
             "churn_rate": float(frame["churned"].cast(pl.Float64).mean() or 0.0),  # type: ignore[arg-type]

@@ -4,9 +4,8 @@ Validation happens *before* the swap, so a bad file fails the run with a message
 file, column and rows, downstream assets never start, and the last good table stays queryable.
 """
 
-import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,15 +127,6 @@ def raw_telco_customers(
     )
 
 
-def replay_as_of(settings: Settings) -> date | None:
-    """The as-of date while replaying history (see ``churn_assets.replay``); None = everything."""
-    if settings.retail_as_of:
-        return settings.retail_as_of
-    if settings.replay_state_file.exists():
-        return date.fromisoformat(json.loads(settings.replay_state_file.read_text())["as_of"])
-    return None
-
-
 def retail_source_files(settings: Settings) -> list[Path]:
     """The bundled history plus every landed file the new-data sensor has accepted."""
     return [settings.retail_parquet, *sorted(settings.accepted_dir.glob("*.parquet"))]
@@ -169,7 +159,7 @@ def raw_retail_transactions(
     accepted landing files supply the months after it.
     """
     settings = get_settings()
-    as_of = replay_as_of(settings)
+    as_of = settings.history_as_of()
     files = [*retail_source_files(settings), *(Path(p) for p in config.extra_paths)]
     frames = []
     try:
