@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.state/dagster
 export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/.state/mlflow/mlflow.db
+export MLFLOW_DISABLE_TELEMETRY := true
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
 

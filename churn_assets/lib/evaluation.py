@@ -16,9 +16,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
@@ -242,4 +242,13 @@ def metrics_markdown(columns: dict[str, dict[str, float]]) -> str:
             value = columns[n].get(metric)
             cells.append("" if value is None else f"{value:.4g}")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def frame_markdown(frame: Any, float_format: str = "{:.4g}") -> str:
+    """Small polars frame as a markdown table (no extra dependency such as ``tabulate``)."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|---" * len(frame.columns) + "|"]
+    for row in frame.iter_rows():
+        cells = [float_format.format(v) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -78,15 +78,13 @@ def top_drivers(model: ChurnClassifier, frame: pl.DataFrame, k: int = 3) -> pl.D
     order = np.argsort(-np.abs(explanation.raw_values), axis=1, kind="mergesort")[:, :k]
     features = np.asarray(explanation.raw_features, dtype=object)
     raw = x[model.features].astype(str).to_numpy()
-    rows = np.arange(len(x))[:, None]
-    columns: dict[str, Any] = {
-        c: frame[c] for c in ID_COLUMNS if c in frame.columns
-    }
+    rows = np.arange(len(x))
+    columns: dict[str, Any] = {c: frame[c] for c in ID_COLUMNS if c in frame.columns}
     columns["churn_probability"] = model.predict_proba(x)[:, 1]
     for i in range(order.shape[1]):
         columns[f"driver_{i + 1}"] = features[order[:, i]].tolist()
-        columns[f"driver_{i + 1}_value"] = raw[rows[:, 0], order[:, i]].tolist()
-        columns[f"driver_{i + 1}_shap"] = explanation.raw_values[rows[:, 0], order[:, i]]
+        columns[f"driver_{i + 1}_value"] = raw[rows, order[:, i]].tolist()
+        columns[f"driver_{i + 1}_shap"] = explanation.raw_values[rows, order[:, i]]
     return pl.DataFrame(columns)
 
 

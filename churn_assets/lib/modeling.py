@@ -15,7 +15,6 @@ Evaluation protocols (fixed here, documented in the README):
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -37,10 +36,8 @@ from xgboost import XGBClassifier
 
 from churn_assets.lib.training_set import TrainingSet
 
-log = logging.getLogger(__name__)
-
 MISSING_CATEGORY = "__missing__"
-CalibrationMethod = Literal["isotonic", "sigmoid"]
+CalibrationMethod = Literal["isotonic", "sigmoid", "none"]
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -101,9 +98,7 @@ def split_random(
     idx_train, idx_test = np.sort(idx_train), np.sort(idx_test)
     y_train = y[idx_train]
     folds = list(
-        StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
-            idx_train, y_train
-        )
+        StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(idx_train, y_train)
     )
     return DataSplit(
         protocol="random",
@@ -332,31 +327,52 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 # --------------------------------------------------------------------------------------------
 
 
-def baseline_pipeline(ts: TrainingSet, *, seed: int, c: float = 0.1) -> Pipeline:
-    """Class-weighted, L2-regularised logistic regression on scaled/log/one-hot features."""
+def baseline_pipeline(
+    ts: TrainingSet, *, seed: int, c: float = 0.1, balanced: bool = True
+) -> Pipeline:
+    """L2-regularised logistic regression on scaled/log/one-hot features.
+
+    Classes are weighted (``balanced``) when a calibrator follows, which undoes the shift.
+    """
     return Pipeline(
         [
-            ("features", make_preprocessor(ts.numeric_features, ts.categorical_features, linear=True)),
+            (
+                "features",
+                make_preprocessor(ts.numeric_features, ts.categorical_features, linear=True),
+            ),
             (
                 "model",
                 LogisticRegression(
-                    C=c, class_weight="balanced", max_iter=5000, random_state=seed
+                    C=c,
+                    class_weight="balanced" if balanced else None,
+                    max_iter=5000,
+                    random_state=seed,
                 ),
             ),
         ]
     )
 
 
-def xgboost_pipeline(ts: TrainingSet, params: dict[str, Any], *, seed: int, n_jobs: int) -> Pipeline:
+def xgboost_pipeline(
+    ts: TrainingSet, params: dict[str, Any], *, seed: int, n_jobs: int
+) -> Pipeline:
     return Pipeline(
         [
-            ("features", make_preprocessor(ts.numeric_features, ts.categorical_features, linear=False)),
-            ("model", XGBClassifier(**params, random_state=seed, n_jobs=n_jobs, tree_method="hist")),
+            (
+                "features",
+                make_preprocessor(ts.numeric_features, ts.categorical_features, linear=False),
+            ),
+            (
+                "model",
+                XGBClassifier(**params, random_state=seed, n_jobs=n_jobs, tree_method="hist"),
+            ),
         ]
     )
 
 
-def out_of_fold_scores(pipeline: Pipeline, split: DataSplit) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def out_of_fold_scores(
+    pipeline: Pipeline, split: DataSplit
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Scores of every validation row from a model that never saw it, plus per-fold AUC."""
     scores, labels, fold_auc = [], [], []
     for fit_rows, val_rows in split.folds:
@@ -376,9 +392,15 @@ def fit_calibrated(
     calibration: CalibrationMethod,
     threshold: float,
 ) -> tuple[ChurnClassifier, list[float]]:
-    """Calibrate on out-of-fold validation scores, then refit on the whole training part."""
+    """Calibrate on out-of-fold validation scores, then refit on the whole training part.
+
+    ``"none"`` keeps the estimator's own probabilities (XGBoost's log-loss without class
+    weights), for when the validation rows are not representative of the scoring period.
+    """
     oof_scores, oof_labels, fold_auc = out_of_fold_scores(pipeline, split)
-    calibrator = Calibrator(calibration).fit(oof_scores, oof_labels)
+    calibrator = (
+        None if calibration == "none" else Calibrator(calibration).fit(oof_scores, oof_labels)
+    )
     fitted = clone(pipeline).fit(split.x_train, split.y_train)
     model = ChurnClassifier(
         fitted, calibrator, ts.numeric_features, ts.categorical_features, threshold
@@ -395,9 +417,9 @@ class TuningResult:
     study_name: str
 
 
-def _search_space(trial: optuna.Trial, pos_weight: float) -> dict[str, Any]:
-    return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+def _search_space(trial: optuna.Trial, pos_weight: float | None) -> dict[str, Any]:
+    params = {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
         "max_depth": trial.suggest_int("max_depth", 2, 6),
         "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 50.0, log=True),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
@@ -405,8 +427,12 @@ def _search_space(trial: optuna.Trial, pos_weight: float) -> dict[str, Any]:
         "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
         "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
         "gamma": trial.suggest_float("gamma", 1e-3, 5.0, log=True),
-        "scale_pos_weight": trial.suggest_float("scale_pos_weight", 1.0, max(pos_weight, 1.0 + 1e-6)),
     }
+    if pos_weight is not None:
+        params["scale_pos_weight"] = trial.suggest_float(
+            "scale_pos_weight", 1.0, max(pos_weight, 1.0 + 1e-6)
+        )
+    return params
 
 
 def tune_xgboost(
@@ -419,15 +445,21 @@ def tune_xgboost(
     n_jobs: int,
     storage: str | None,
     study_name: str,
-    max_rounds: int = 2000,
-    early_stopping_rounds: int = 50,
+    weight_classes: bool = True,
+    max_rounds: int = 1000,
+    early_stopping_rounds: int = 30,
 ) -> TuningResult:
     """Optuna TPE (seeded) over the validation folds, median-pruned after each fold.
 
     The study is persisted and resumed (``load_if_exists``): it is topped up to ``n_trials``
     finished trials, so re-running with the same budget repeats the same best trial instead
-    of drifting, and a larger budget continues the search. Each trial early-stops on its
-    validation fold; the number of rounds of the best trial becomes the final model's size.
+    of drifting, and a larger budget continues the search (``timeout_seconds`` is a safety
+    net: when it binds, the number of trials and so the result depend on machine speed).
+
+    The objective is mean validation ROC-AUC, but rounds are early-stopped on validation
+    log-loss: AUC plateaus early and noisily, and stopping on it left under-fitted, badly
+    calibrated boosters (retail out-of-time ECE 0.105 vs 0.056 with log-loss stopping). The
+    median best round count of the best trial becomes the final model's size.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prepared = []
@@ -436,7 +468,12 @@ def tune_xgboost(
         x_fit = pre.fit_transform(split.x_train.iloc[fit_rows])
         x_val = pre.transform(split.x_train.iloc[val_rows])
         prepared.append((x_fit, split.y_train[fit_rows], x_val, split.y_train[val_rows]))
-    pos_weight = float((split.y_train == 0).sum() / max((split.y_train == 1).sum(), 1))
+    # Class weights distort probabilities, so they are only searched when a calibrator follows.
+    pos_weight = (
+        float((split.y_train == 0).sum() / max((split.y_train == 1).sum(), 1))
+        if weight_classes
+        else None
+    )
 
     def objective(trial: optuna.Trial) -> float:
         params = _search_space(trial, pos_weight)
@@ -446,7 +483,7 @@ def tune_xgboost(
                 **params,
                 n_estimators=max_rounds,
                 early_stopping_rounds=early_stopping_rounds,
-                eval_metric="auc",
+                eval_metric="logloss",
                 random_state=seed,
                 n_jobs=n_jobs,
                 tree_method="hist",
@@ -465,7 +502,9 @@ def tune_xgboost(
         study_name=study_name,
         storage=storage,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(n_trials // 2, 1))),
+        sampler=optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=min(10, max(n_trials // 2, 1))
+        ),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
         load_if_exists=True,
     )
@@ -478,7 +517,7 @@ def tune_xgboost(
     params = {**best.params, "n_estimators": int(best.user_attrs["n_estimators"])}
     return TuningResult(
         params=params,
-        cv_auc=float(best.value),
+        cv_auc=float(study.best_value),
         n_trials=len(trials),
         n_pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
         study_name=study_name,

@@ -48,11 +48,13 @@ def decide_promotion(
     champion_auc: float | None,
     margin: float,
     max_calibration_error: float,
+    no_champion_reason: str = "no champion yet: first model",
 ) -> PromotionDecision:
     """Apply the sanity checks, then the comparison against the champion (if any).
 
-    ``champion_auc`` must come from scoring the champion on the challenger's evaluation rows
-    (``None`` when there is no champion yet).
+    ``champion_auc`` must come from scoring the champion on the challenger's evaluation rows;
+    ``None`` when there is no comparable champion (why: ``no_champion_reason``), in which
+    case a sane challenger is promoted.
     """
     n_nan = int(np.isnan(np.asarray(challenger_predictions, dtype=float)).sum())
     checks = [
@@ -71,7 +73,7 @@ def decide_promotion(
         ),
     ]
     if champion_auc is None:
-        checks.append(Check("beats_champion", True, "no champion yet: first model"))
+        checks.append(Check("beats_champion", True, no_champion_reason))
     else:
         gain = challenger_auc - champion_auc
         checks.append(

@@ -19,17 +19,19 @@ from typing import Any
 # MLflow would otherwise write a telemetry id under $HOME/.config on first use.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
+import mlflow
+import pandas as pd
+import skops.io
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
 
-from churn_assets.lib.modeling import ChurnClassifier  # noqa: E402
-from churn_assets.lib.training_set import TrainingSet  # noqa: E402
+from churn_assets.lib.modeling import ChurnClassifier
+from churn_assets.lib.training_set import TrainingSet
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_NAME = "model"
+_TRUSTED_PREFIXES = ("churn_assets.lib.", "numpy.", "sklearn.", "xgboost.", "scipy.")
 _REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "numpy", "pandas", "scipy", "polars")
 
 
@@ -52,6 +54,19 @@ def training_set_tags(ts: TrainingSet) -> dict[str, str]:
         "training_set.numeric_features": json.dumps(list(ts.numeric_features)),
         "training_set.categorical_features": json.dumps(list(ts.categorical_features)),
     }
+
+
+def _trusted_types(model: ChurnClassifier) -> list[str]:
+    """Types skops must accept when loading the model (MLflow 3 saves sklearn with skops).
+
+    Only our own model classes and the numeric libraries are trusted; anything else in the
+    object graph is a bug, so it fails loudly instead of being whitelisted blindly.
+    """
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    unexpected = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    if unexpected:
+        raise TypeError(f"model holds types outside the trusted libraries: {unexpected}")
+    return untrusted
 
 
 def _pip_requirements() -> list[str]:
@@ -95,15 +110,37 @@ def log_model_run(
             input_example=input_example,
             pyfunc_predict_fn="predict_proba",
             pip_requirements=_pip_requirements(),
+            skops_trusted_types=_trusted_types(model),
             registered_model_name=register_as,
-            tags={k: v for k, v in tags.items()},
+            tags=tags,
         )
     version_ = info.registered_model_version
+    if register_as is not None and version_ is not None:
+        # The version itself names its data, so the registry alone answers "trained on what".
+        client = MlflowClient()
+        for key, value in {**training_set_tags(ts), **tags}.items():
+            client.set_model_version_tag(register_as, str(version_), key, value)
     return LoggedModel(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         version=None if version_ is None else str(version_),
     )
+
+
+def log_pngs_to_run(run_id: str, figures: dict[str, bytes], artifact_dir: str) -> None:
+    """Add plots to a finished run (SHAP plots join the model run they explain)."""
+    with mlflow.start_run(run_id=run_id):
+        log_pngs(figures, artifact_dir)
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def load_logged_model(model_uri: str) -> ChurnClassifier:
+    return mlflow.sklearn.load_model(model_uri)
 
 
 def log_pngs(figures: dict[str, bytes], artifact_dir: str) -> None:
@@ -144,12 +181,13 @@ def load_model_version(dataset: str, version_: str) -> Champion:
     client = MlflowClient()
     name = registered_model_name(dataset)
     mv = client.get_model_version(name, version_)
-    tags = client.get_run(mv.run_id).data.tags
+    run_id = str(mv.run_id)
+    tags = client.get_run(run_id).data.tags
     model: ChurnClassifier = mlflow.sklearn.load_model(f"models:/{name}/{version_}")
     return Champion(
         model=model,
         version=str(mv.version),
-        run_id=mv.run_id,
+        run_id=run_id,
         features=model.features,
         numeric_features=list(model.numeric_features),
         categorical_features=list(model.categorical_features),

@@ -71,16 +71,16 @@ labels AS (
     GROUP BY ALL
 )
 SELECT a.customer_id, a.t AS observation_date,
-       a.* EXCLUDE (t, customer_id, invoices_365d),
-       a.invoices_30d / greatest(a.invoices_90d / 3.0, 1e-9) AS trend_invoices,
-       a.revenue_30d / greatest(a.revenue_90d / 3.0, 1e-9) AS trend_revenue,
+       a.* EXCLUDE (t, customer_id),
+       (a.invoices_30d + 1) / (a.invoices_60d - a.invoices_30d + 1) AS trend_invoices,
+       (a.revenue_30d + 1) / (a.revenue_60d - a.revenue_30d + 1) AS trend_revenue,
        a.monetary_lifetime / greatest(a.frequency_lifetime, 1) AS avg_basket,
        coalesce(g.ipt_mean, a.tenure_days) AS ipt_mean, coalesce(g.ipt_std, 0) AS ipt_std,
        CASE WHEN l.bought THEN 0 ELSE 1 END AS churned
 FROM agg a
 LEFT JOIN gap_stats g USING (t, customer_id)
 LEFT JOIN labels l USING (t, customer_id)
-WHERE a.invoices_365d > 0 AND a.recency_days IS NOT NULL
+WHERE a.invoices_90d > 0
 ORDER BY observation_date, customer_id
 """
 
