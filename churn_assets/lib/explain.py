@@ -9,15 +9,17 @@ categorical feature are summed back to that feature so a driver reads "Contract"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
-import shap
 
 from churn_assets.lib.evaluation import figure_png
 from churn_assets.lib.modeling import ChurnClassifier, feature_frame
+
+if TYPE_CHECKING:
+    import shap
 
 ID_COLUMNS = ("customer_id", "observation_date")
 
@@ -43,6 +45,8 @@ def _encoded_to_raw(model: ChurnClassifier) -> np.ndarray:
 
 def explain(model: ChurnClassifier, x: pd.DataFrame) -> Explanation:
     """TreeExplainer SHAP values for raw feature rows ``x`` (see ``feature_frame``)."""
+    import shap
+
     pre = model.pipeline.named_steps["features"]
     booster = model.pipeline.named_steps["model"]
     encoded = pre.transform(x[model.features])
@@ -91,6 +95,7 @@ def top_drivers(model: ChurnClassifier, frame: pl.DataFrame, k: int = 3) -> pl.D
 def shap_plots(explanation: Explanation, n_dependence: int = 3) -> dict[str, bytes]:
     """Global bar (raw features), beeswarm (encoded) and dependence plots for top numerics."""
     import matplotlib.pyplot as plt
+    import shap
 
     out: dict[str, bytes] = {}
     importance = global_importance(explanation).head(15)[::-1]

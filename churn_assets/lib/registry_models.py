@@ -19,11 +19,7 @@ from typing import Any
 # MLflow would otherwise write a telemetry id under $HOME/.config on first use.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow
 import pandas as pd
-import skops.io
-from mlflow import MlflowClient
-from mlflow.models import infer_signature
 
 from churn_assets.lib.modeling import ChurnClassifier
 from churn_assets.lib.training_set import TrainingSet
@@ -62,6 +58,8 @@ def _trusted_types(model: ChurnClassifier) -> list[str]:
     Only our own model classes and the numeric libraries are trusted; anything else in the
     object graph is a bug, so it fails loudly instead of being whitelisted blindly.
     """
+    import skops.io
+
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     unexpected = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
     if unexpected:
@@ -95,6 +93,10 @@ def log_model_run(
     register_as: str | None,
 ) -> LoggedModel:
     """One MLflow run: params, metrics, PNGs, provenance, and the pyfunc-loadable model."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags({**training_set_tags(ts), **tags})
         mlflow.log_params({k: v for k, v in params.items() if v is not None})
@@ -129,22 +131,30 @@ def log_model_run(
 
 def log_pngs_to_run(run_id: str, figures: dict[str, bytes], artifact_dir: str) -> None:
     """Add plots to a finished run (SHAP plots join the model run they explain)."""
+    import mlflow
+
     with mlflow.start_run(run_id=run_id):
         log_pngs(figures, artifact_dir)
 
 
 def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
 
 
 def load_logged_model(model_uri: str) -> ChurnClassifier:
+    import mlflow
+
     return mlflow.sklearn.load_model(model_uri)
 
 
 def log_pngs(figures: dict[str, bytes], artifact_dir: str) -> None:
     """Write PNG bytes to a temp folder and log them under ``artifact_dir`` of the active run."""
+    import mlflow
+
     with tempfile.TemporaryDirectory() as tmp:
         for name, png in figures.items():
             Path(tmp, name).write_bytes(png)
@@ -153,6 +163,9 @@ def log_pngs(figures: dict[str, bytes], artifact_dir: str) -> None:
 
 def champion_version(dataset: str) -> str | None:
     """Current champion version number, or ``None`` if the alias (or the model) is missing."""
+    import mlflow
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     try:
         return str(
@@ -178,6 +191,9 @@ class Champion:
 
 def load_model_version(dataset: str, version_: str) -> Champion:
     """Load a registered version with the TrainingSet reference recorded on its run."""
+    import mlflow
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     name = registered_model_name(dataset)
     mv = client.get_model_version(name, version_)
@@ -209,6 +225,8 @@ def load_champion(dataset: str) -> Champion | None:
 
 
 def set_alias_and_tags(dataset: str, version_: str, alias: str, tags: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     name = registered_model_name(dataset)
     client.set_registered_model_alias(name, alias, version_)
