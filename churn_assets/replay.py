@@ -106,7 +106,9 @@ def start(settings: Settings, as_of: date) -> ReplayState:
         raise ValueError(f"--as-of must be the first day of a month, got {as_of}")
     first, last = archive_bounds(settings)
     if not first.date() < as_of <= last.date():
-        raise ValueError(f"--as-of {as_of} is outside the archive ({first:%Y-%m-%d}..{last:%Y-%m-%d})")
+        raise ValueError(
+            f"--as-of {as_of} is outside the archive ({first:%Y-%m-%d}..{last:%Y-%m-%d})"
+        )
     settings.ensure_dirs()
     _clear_landed(settings)
     state = ReplayState(as_of=as_of, next_month=as_of, session=uuid.uuid4().hex[:12])
@@ -118,7 +120,9 @@ def next_month(settings: Settings) -> Path | None:
     """Drop the next month's real events into the landing folder; None when history is done."""
     state = read_state(settings)
     if state is None:
-        raise RuntimeError("no replay in progress: run `python -m churn_assets.replay start --as-of YYYY-MM-01`")
+        raise RuntimeError(
+            "no replay in progress: run `python -m churn_assets.replay start --as-of YYYY-MM-01`"
+        )
     _, last = archive_bounds(settings)
     if state.next_month > last.date():
         return None
@@ -168,7 +172,9 @@ def status(settings: Settings) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m churn_assets.replay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m churn_assets.replay", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     start_cmd = commands.add_parser("start", help="cut history at --as-of and clear landed months")
     start_cmd.add_argument("--as-of", required=True, type=date.fromisoformat)

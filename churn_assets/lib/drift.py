@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +22,12 @@ EPSILON = 1e-4
 
 DEFAULT_PSI_WARN = 0.1
 DEFAULT_PSI_ALERT = 0.2
+DEFAULT_VOLUME_WARN = 0.15
+DEFAULT_VOLUME_ALERT = 0.3
+"""Relative change of the scored population vs the reference's mean rows per observation date.
+
+Per-customer distributions can stay put while the population itself swells: the Nov–Dec
+retail peak adds ~40 % active customers but moves most per-customer features by PSI < 0.1."""
 MISSING = "<missing>"
 
 Status = Literal["ok", "warn", "alert"]
@@ -126,7 +133,7 @@ def _edge_labels(edges: np.ndarray) -> list[str]:
         return ["(-inf, +inf)", MISSING]
     bounds = [f"{e:.4g}" for e in edges]
     labels = [f"(-inf, {bounds[0]}]"]
-    labels += [f"({lo}, {hi}]" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    labels += [f"({lo}, {hi}]" for lo, hi in pairwise(bounds)]
     labels.append(f"({bounds[-1]}, +inf)")
     return [*labels, MISSING]
 
@@ -203,6 +210,21 @@ class DriftSummary:
     psi_warn: float
     psi_alert: float
     share_alert: float
+    current_rows: int = 0
+    reference_rows_per_month: float = 0.0
+    volume_warn: float = DEFAULT_VOLUME_WARN
+    volume_alert: float = DEFAULT_VOLUME_ALERT
+
+    @property
+    def volume_change(self) -> float:
+        """current / reference-per-month - 1 (0 when the reference size is unknown)."""
+        if self.reference_rows_per_month <= 0:
+            return 0.0
+        return self.current_rows / self.reference_rows_per_month - 1
+
+    @property
+    def volume_status(self) -> Status:
+        return classify(abs(self.volume_change), self.volume_warn, self.volume_alert)
 
     @property
     def share_drifted(self) -> float:
@@ -212,13 +234,17 @@ class DriftSummary:
 
     @property
     def status(self) -> Status:
-        """Alert when the score distribution or enough features moved past the alert threshold."""
-        if (self.score is not None and self.score.status == "alert") or (
-            self.features and self.share_drifted >= self.share_alert
+        """Alert when the score, enough features or the population size moved past alert level."""
+        if (
+            (self.score is not None and self.score.status == "alert")
+            or (self.features and self.share_drifted >= self.share_alert)
+            or self.volume_status == "alert"
         ):
             return "alert"
-        if any(f.status != "ok" for f in self.features) or (
-            self.score is not None and self.score.status != "ok"
+        if (
+            any(f.status != "ok" for f in self.features)
+            or (self.score is not None and self.score.status != "ok")
+            or self.volume_status != "ok"
         ):
             return "warn"
         return "ok"
@@ -237,6 +263,14 @@ class DriftSummary:
                 "psi_warn": self.psi_warn,
                 "psi_alert": self.psi_alert,
                 "share_drifted_alert": self.share_alert,
+                "volume_warn": self.volume_warn,
+                "volume_alert": self.volume_alert,
+            },
+            "volume": {
+                "current_rows": self.current_rows,
+                "reference_rows_per_month": self.reference_rows_per_month,
+                "change": self.volume_change,
+                "status": self.volume_status,
             },
             "status": self.status,
             "share_drifted": self.share_drifted,
@@ -261,6 +295,9 @@ def summarize(
     psi_warn: float = DEFAULT_PSI_WARN,
     psi_alert: float = DEFAULT_PSI_ALERT,
     share_alert: float = 0.3,
+    reference_rows_per_month: float = 0.0,
+    volume_warn: float = DEFAULT_VOLUME_WARN,
+    volume_alert: float = DEFAULT_VOLUME_ALERT,
 ) -> DriftSummary:
     """Run every test for every feature; columns are plain sequences (no dataframe coupling)."""
     rows = [
@@ -292,4 +329,8 @@ def summarize(
         psi_warn=psi_warn,
         psi_alert=psi_alert,
         share_alert=share_alert,
+        current_rows=len(next(iter(current.values()))) if current else 0,
+        reference_rows_per_month=reference_rows_per_month,
+        volume_warn=volume_warn,
+        volume_alert=volume_alert,
     )

@@ -87,6 +87,10 @@ reference = its training set <code>{html.escape(summary.training_set)}</code>.</
 share of drifted features {summary.share_drifted:.1%}
 (alert at {summary.share_alert:.0%}); PSI warn {summary.psi_warn}, alert {summary.psi_alert}.
 PSI bins are the reference deciles (duplicate edges removed, open outer bins).</p>
+<p>Population: <b>{summary.current_rows}</b> customers scored vs
+{summary.reference_rows_per_month:.0f} per observation date in the reference
+(<b style="color:{_STATUS_COLOURS[summary.volume_status]}">{summary.volume_change:+.1%}</b>;
+warn at &plusmn;{summary.volume_warn:.0%}, alert at &plusmn;{summary.volume_alert:.0%}).</p>
 <table><thead><tr><th>feature</th><th>kind</th><th>PSI</th><th>KS stat</th>
 <th>KS p-value</th><th>status</th><th>unseen categories</th></tr></thead>
 <tbody>
