@@ -132,6 +132,22 @@ def check_time_gap(train_dates: list[date], test_dates: list[date], horizon_days
         )
 
 
+def _months_before(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def anchored_out_of_time_dates(newest_matured: date, horizon_days: int) -> tuple[date, date, date]:
+    """(train_end, test_start, test_end): the last four matured months are the test period,
+    and training ends at the newest month whose label horizon closes before the test starts."""
+    test_end = date(newest_matured.year, newest_matured.month, 1)
+    test_start = _months_before(test_end, 3)
+    train_end = _months_before(test_start, 3)
+    while train_end + timedelta(days=horizon_days) > test_start:
+        train_end = _months_before(train_end, 1)
+    return train_end, test_start, test_end
+
+
 def split_out_of_time(
     ts: TrainingSet,
     frame: pl.DataFrame,

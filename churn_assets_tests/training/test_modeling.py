@@ -138,3 +138,18 @@ def test_logged_model_loads_back_and_reproduces_predictions(
     loaded = registry.load_model_version("telco", "1")
     assert loaded.training_set_version == telco_small.version
     assert loaded.features == list(telco_small.features)
+
+
+def test_anchored_split_reproduces_the_documented_dates_and_always_keeps_the_gap() -> None:
+    from datetime import date, timedelta
+
+    from churn_assets.lib.modeling import anchored_out_of_time_dates
+
+    assert anchored_out_of_time_dates(date(2011, 9, 1), 90) == (
+        date(2011, 3, 1),
+        date(2011, 6, 1),
+        date(2011, 9, 1),
+    )
+    for month in range(1, 13):
+        train_end, test_start, _ = anchored_out_of_time_dates(date(2011, month, 1), 90)
+        assert train_end + timedelta(days=90) <= test_start

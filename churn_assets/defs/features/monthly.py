@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext
 from duckdb import DuckDBPyConnection
 
 from churn_assets.lib import features_registry
+from churn_assets.lib.duckdb_io import table_exists
 from churn_assets.partitions import observation_months
 from churn_assets.resources import DuckDBResource
 from churn_assets.settings import OWNER_DATA
@@ -41,11 +42,23 @@ def _one_row(con: DuckDBPyConnection, sql: str, params: list[date]) -> tuple[Any
     return row
 
 
+def _columns(con: DuckDBPyConnection, sql: str, params: list[date]) -> list[str]:
+    return [d[0] for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0", params).description]
+
+
 def replace_months(con: DuckDBPyConnection, start: date, end: date) -> int:
-    """Replace the rows of observation dates in [start, end) atomically; return rows written."""
+    """Replace the rows of observation dates in [start, end) atomically; return rows written.
+
+    When the feature definitions changed the columns, the old months are dropped with the old
+    table: they were computed under another registry version, and Dagster shows them stale.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        if table_exists(con, SCHEMA, TABLE) and _columns(
+            con, f"SELECT * FROM {SCHEMA}.{TABLE}", []
+        ) != _columns(con, _SELECT, [start, end]):
+            con.execute(f"DROP TABLE {SCHEMA}.{TABLE}")
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{TABLE} AS {_SELECT} LIMIT 0",
             [start, end],

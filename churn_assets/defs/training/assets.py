@@ -52,9 +52,12 @@ class ProtocolConfig(dg.Config):
     """
 
     seed: int = get_settings().seed
-    train_end: str = "2011-03-01"
-    test_start: str = "2011-06-01"
-    test_end: str = "2011-09-01"
+    # Empty = anchored on the newest matured observation date: on the full history that is
+    # train ≤ 2011-03-01, test 2011-06-01 … 2011-09-01; during a replay the split follows the
+    # as-of date, so a retrain always has matured test months.
+    train_end: str = ""
+    test_start: str = ""
+    test_end: str = ""
     validation_folds: int = 3
     # "auto": isotonic on out-of-fold scores for the random protocol; none out of time, where
     # the validation months carry another season's churn rate (measured: ECE 0.05 → 0.23).
@@ -106,13 +109,19 @@ def make_split(
 ) -> modeling.DataSplit:
     """Telco: stratified random hold-out. Retail: out-of-time with the label-horizon gap."""
     if protocol == "out_of_time":
+        horizon = get_settings().label_horizon_days
+        anchored = modeling.anchored_out_of_time_dates(frame[ts.time_column].max(), horizon)
+        train_end, test_start, test_end = (
+            date.fromisoformat(params[name]) if params[name] else default
+            for name, default in zip(("train_end", "test_start", "test_end"), anchored, strict=True)
+        )
         return modeling.split_out_of_time(
             ts,
             frame,
-            train_end=date.fromisoformat(params["train_end"]),
-            test_start=date.fromisoformat(params["test_start"]),
-            test_end=date.fromisoformat(params["test_end"]),
-            horizon_days=get_settings().label_horizon_days,
+            train_end=train_end,
+            test_start=test_start,
+            test_end=test_end,
+            horizon_days=horizon,
             n_val_folds=params["validation_folds"],
         )
     return modeling.split_random(ts, frame, seed=params["seed"])
