@@ -78,11 +78,12 @@ def run() -> int:
             if not _execute(defs, "monthly_job", partitioned, partition_key=key):
                 print(f"monthly job failed for {key}", file=sys.stderr)
                 return 1
-    print_summary(defs, [*unpartitioned, *partitioned], time.perf_counter() - started)
-    return 0
+    failed = print_summary(defs, [*unpartitioned, *partitioned], time.perf_counter() - started)
+    return 1 if failed else 0
 
 
-def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: float) -> None:
+def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: float) -> int:
+    """Print what was built and where to look; return the number of failed ERROR checks."""
     instance = dg.DagsterInstance.get()
     settings = get_settings()
     graph = defs.resolve_asset_graph()
@@ -108,11 +109,33 @@ def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: fl
             "",
         )
         print(f"{graph.get(key).group_name:<12} {key.to_user_string():<40} {figure}")
+    passed, warned, failed = _check_outcomes(instance, graph)
+    print(f"\nAsset checks: {passed} passed, {warned} warnings, {failed} failed")
     print(
         f"\nDuckDB:   {settings.duckdb_path}\nReports:  {settings.reports_dir}\n"
         f"Training sets: {settings.processed_dir}\n"
         "Next: `make ui` (Dagster, http://127.0.0.1:3000) and `make mlflow-ui` (http://127.0.0.1:5000)"
     )
+    return failed
+
+
+def _check_outcomes(instance: dg.DagsterInstance, graph: dg.AssetGraph) -> tuple[int, int, int]:
+    """Latest evaluation of every check: passed, failed with WARN severity, failed with ERROR."""
+    passed = warned = failed = 0
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        list(graph.asset_check_keys)
+    )
+    for record in records.values():
+        evaluation = record.evaluation if record else None
+        if evaluation is None:
+            continue
+        if evaluation.passed:
+            passed += 1
+        elif evaluation.severity == dg.AssetCheckSeverity.WARN:
+            warned += 1
+        else:
+            failed += 1
+    return passed, warned, failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
