@@ -129,6 +129,19 @@ def naive_sql(start: date, end: date) -> str:
             f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.stock_code END) AS INTEGER) "
             f"AS distinct_products_{w}d",
         ]
+    for w in features_registry.LONG_WINDOWS:
+        purchase = f"e.event_type = 'purchase' AND {in_window(w)}"
+        per_window += [
+            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.invoice END) AS INTEGER) AS invoices_{w}d",
+            f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE) AS revenue_{w}d",
+        ]
+    year = f"e.event_type = 'purchase' AND {in_window(365)}"
+    per_window += [
+        f"CAST(count(DISTINCT CASE WHEN {year} THEN date_trunc('month', e.event_date) END) "
+        "AS INTEGER) AS active_months_365d",
+        f"CAST(count(DISTINCT CASE WHEN {year} AND e.event_ts < o.observation_date "
+        "- INTERVAL 275 DAY THEN e.invoice END) AS INTEGER) AS invoices_prior_year_horizon",
+    ]
     return f"""
     WITH obs AS (
         SELECT CAST(range AS DATE) AS observation_date
@@ -144,7 +157,8 @@ def naive_sql(start: date, end: date) -> str:
             CAST(count(DISTINCT e.invoice) FILTER (WHERE e.event_type = 'purchase') AS INTEGER)
                 AS lifetime_invoices,
             CAST(sum(e.amount) FILTER (WHERE e.event_type = 'purchase') AS DOUBLE)
-                AS lifetime_revenue
+                AS lifetime_revenue,
+            count(*) FILTER (WHERE e.event_type = 'purchase') AS lifetime_lines
         FROM staging.stg_retail_events AS e
         JOIN obs AS o ON e.event_ts < o.observation_date
         GROUP BY e.customer_id, o.observation_date
@@ -158,7 +172,8 @@ def naive_sql(start: date, end: date) -> str:
     ),
     gaps AS (
         SELECT customer_id, observation_date,
-            avg(gap) AS gap_mean, stddev_pop(gap) AS gap_std
+            avg(gap) AS gap_mean, stddev_pop(gap) AS gap_std, max(gap) AS gap_max,
+            count(*) FILTER (WHERE gap > 90) AS n_lapses
         FROM (
             SELECT customer_id, observation_date,
                 date_diff('day', lag(event_date) OVER (
@@ -173,7 +188,14 @@ def naive_sql(start: date, end: date) -> str:
         (invoices_30d + 1.0) / (invoices_60d - invoices_30d + 1.0) AS invoices_trend_30d,
         (revenue_30d + 1.0) / (revenue_60d - revenue_30d + 1.0) AS revenue_trend_30d,
         coalesce(gaps.gap_mean, CAST(tenure_days AS DOUBLE)) AS interpurchase_mean_days,
-        coalesce(gaps.gap_std, 0.0) AS interpurchase_std_days
+        coalesce(gaps.gap_std, 0.0) AS interpurchase_std_days,
+        CAST(month(observation_date) AS INTEGER) AS observation_month,
+        CAST(coalesce(gaps.gap_max, 0) AS INTEGER) AS max_gap_days,
+        CAST(coalesce(gaps.n_lapses, 0) AS INTEGER) AS n_lapses_90d,
+        recency_days / coalesce(gaps.gap_mean, CAST(tenure_days AS DOUBLE)) AS recency_to_mean_gap,
+        lifetime_revenue / lifetime_invoices AS avg_invoice_value,
+        lifetime_lines / lifetime_invoices AS avg_lines_per_invoice,
+        lifetime_revenue / lifetime_lines AS avg_line_value
     FROM agg LEFT JOIN gaps USING (customer_id, observation_date)
     """
 

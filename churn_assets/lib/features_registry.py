@@ -76,6 +76,8 @@ TELCO = "telco_customer"
 RETAIL_MODEL = "fct_retail_features"
 TELCO_MODEL = "fct_telco_features"
 WINDOWS = (30, 60, 90)
+# Long windows carry only invoices and revenue (seasonality and habitual buying).
+LONG_WINDOWS = (180, 365)
 
 MODELS: dict[str, FeatureModel] = {
     RETAIL_MODEL: FeatureModel(
@@ -99,6 +101,14 @@ MODELS: dict[str, FeatureModel] = {
                     "arguments": {
                         "expression": "distinct_products_30d <= distinct_products_60d "
                         "and distinct_products_60d <= distinct_products_90d"
+                    }
+                }
+            },
+            {
+                "expression_is_true": {
+                    "arguments": {
+                        "expression": "invoices_90d <= invoices_180d "
+                        "and invoices_180d <= invoices_365d"
                     }
                 }
             },
@@ -192,6 +202,91 @@ def _retail_features() -> list[Feature]:
         Feature(name, RETAIL, RETAIL_MODEL, None, aggregation, dtype, text)
         for name, aggregation, dtype, text in lifetime
     ]
+    long_windowed: list[tuple[str, str, Dtype, str]] = windowed[0:1] + windowed[2:3]
+    features += [
+        Feature(
+            name=f"{name}_{w}d",
+            entity=RETAIL,
+            source=RETAIL_MODEL,
+            window=w,
+            aggregation=aggregation,
+            dtype=dtype,
+            description=f"{text} in [T - {w}d, T).",
+        )
+        for w in LONG_WINDOWS
+        for name, aggregation, dtype, text in long_windowed
+    ]
+    history: list[tuple[str, int | None, str, Dtype, str]] = [
+        (
+            "active_months_365d",
+            365,
+            "count_distinct",
+            "integer",
+            "Distinct calendar months with a purchase in [T - 365d, T).",
+        ),
+        (
+            "invoices_prior_year_horizon",
+            365,
+            "count_distinct",
+            "integer",
+            "Distinct purchase invoices in [T - 365d, T - 275d): the 90-day label horizon "
+            "one year earlier (seasonal buyers).",
+        ),
+        (
+            "observation_month",
+            None,
+            "calendar",
+            "integer",
+            "Calendar month of T (1-12): the churn base rate is seasonal.",
+        ),
+        (
+            "max_gap_days",
+            None,
+            "max",
+            "integer",
+            "Longest gap in days between consecutive purchase days before T; 0 with a single "
+            "purchase day.",
+        ),
+        (
+            "n_lapses_90d",
+            None,
+            "count",
+            "integer",
+            "Gaps longer than 90 days between consecutive purchase days before T (past lapses).",
+        ),
+        (
+            "recency_to_mean_gap",
+            None,
+            "ratio",
+            "double",
+            "recency_days / interpurchase_mean_days: how overdue the next purchase is.",
+        ),
+        (
+            "avg_invoice_value",
+            None,
+            "ratio",
+            "double",
+            "lifetime_revenue / lifetime_invoices (GBP per purchase invoice) before T.",
+        ),
+        (
+            "avg_lines_per_invoice",
+            None,
+            "ratio",
+            "double",
+            "Purchase lines per purchase invoice before T.",
+        ),
+        (
+            "avg_line_value",
+            None,
+            "ratio",
+            "double",
+            "Purchase revenue per purchase line (GBP) before T.",
+        ),
+    ]
+    features += [
+        Feature(name, RETAIL, RETAIL_MODEL, window, aggregation, dtype, text)
+        for name, window, aggregation, dtype, text in history
+    ]
     return features
 
 
@@ -232,6 +327,14 @@ def _telco_features() -> list[Feature]:
         ("is_electronic_check", "encoding", "integer", "1 for payment by electronic check."),
         ("is_paperless_billing", "encoding", "integer", "1 for paperless billing."),
         ("senior_citizen", "identity", "integer", "1 for a senior citizen."),
+        ("log_tenure", "log", "double", "ln(tenure + 1)."),
+        ("log_monthly_charges", "log", "double", "ln(monthly_charges) (always > 0)."),
+        (
+            "log_tenure_x_log_monthly_charges",
+            "interaction",
+            "double",
+            "ln(tenure + 1) x ln(monthly_charges): tenure-by-price interaction.",
+        ),
     ]
     raw_categoricals = [
         "gender",
@@ -283,6 +386,12 @@ def numeric_features(model: str) -> tuple[str, ...]:
 
 def categorical_features(model: str) -> tuple[str, ...]:
     return tuple(f.name for f in features_of(model) if f.categorical)
+
+
+def calendar_features(model: str) -> frozenset[str]:
+    """Features fixed by the observation date itself (one value per month): comparing a month
+    with a multi-month reference would always flag them, so drift monitoring leaves them out."""
+    return frozenset(f.name for f in features_of(model) if f.aggregation == "calendar")
 
 
 def feature_versions(model: str) -> dict[str, int]:

@@ -31,7 +31,8 @@ class Line:
 #   T - 30d = 2011-03-02 00:00 (in the 30-day window), T itself (in no window),
 #   T - 90d - 1 minute = 2010-12-31 23:59 (in no window), T - 60d = 2011-01-31 00:00 (60d, 90d),
 #   T - 30d - 1 minute = 2011-03-01 23:59 (60d, 90d), a cancellation inside the 30-day window.
-# Customers 2-4 pin the label edges, 6 has only returns, 7 marks the end of the data.
+# Customers 2-4 pin the label edges, 6 has only returns, 7 marks the end of the data,
+# 9 pins the long-window (180d, 365d, last year's horizon) edges.
 BASE_LINES: tuple[Line, ...] = (
     Line("102", "C", 2, "2010-12-31 23:59", 5.0, 1),
     Line("103", "B", 3, "2011-01-31 00:00", 2.0, 1),
@@ -52,6 +53,14 @@ BASE_LINES: tuple[Line, ...] = (
     Line("500", "A", 1, "2011-02-01 10:00", 5.0, None),
     # customer 6: returns only, never a purchase -> no feature rows
     Line("C600", "A", -1, "2011-02-01 10:00", 5.0, 6),
+    # customer 9: long-window edges at T = 2011-04-01 (T - 365d = 2010-04-01, T - 275d =
+    # 2010-06-30, T - 180d = 2010-10-03), one minute before and exactly at each edge
+    Line("900", "A", 1, "2010-03-31 23:59", 1.0, 9),
+    Line("901", "A", 1, "2010-04-01 00:00", 2.0, 9),
+    Line("902", "B", 1, "2010-06-29 23:59", 4.0, 9),
+    Line("903", "A", 1, "2010-06-30 00:00", 8.0, 9),
+    Line("904", "C", 1, "2010-10-02 23:59", 16.0, 9),
+    Line("905", "A", 1, "2010-10-03 00:00", 32.0, 9),
     # customer 7: the last event in the data
     Line("700", "A", 1, "2011-06-15 12:00", 5.0, 7),
 )

@@ -54,8 +54,31 @@ def test_window_edges(base_db: Path) -> None:
         "invoices_trend_30d": 2 / 3, "revenue_trend_30d": 11 / 8,
         "interpurchase_mean_days": statistics.mean(gaps),
         "interpurchase_std_days": statistics.pstdev(gaps),
+        "invoices_180d": 4, "revenue_180d": 27.0, "invoices_365d": 4, "revenue_365d": 27.0,
+        "active_months_365d": 3, "invoices_prior_year_horizon": 0, "observation_month": 4,
+        "max_gap_days": 31, "n_lapses_90d": 0, "recency_to_mean_gap": 30 / statistics.mean(gaps),
+        "avg_invoice_value": 27 / 4, "avg_lines_per_invoice": 1.0, "avg_line_value": 27 / 4,
     }  # fmt: skip
     assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_long_window_edges(base_db: Path) -> None:
+    """T = 2011-04-01: T - 365d and T - 180d are inside their windows, a minute before is not;
+    last year's label horizon [T - 365d, T - 275d) holds 2010-04-01 and 2010-06-29 23:59."""
+    got = _features(base_db, 9, "2011-04-01")
+    gaps = [1, 89, 1, 94, 1]  # purchase days 03-31, 04-01, 06-29, 06-30, 10-02, 10-03 (2010)
+    expected = {
+        "invoices_180d": 1, "revenue_180d": 32.0,
+        "invoices_365d": 5, "revenue_365d": 62.0,
+        "active_months_365d": 3, "invoices_prior_year_horizon": 2,
+        "invoices_90d": 0, "recency_days": 180, "observation_month": 4,
+        "max_gap_days": 94, "n_lapses_90d": 1,
+        "recency_to_mean_gap": 180 / statistics.mean(gaps),
+        "lifetime_invoices": 6, "avg_invoice_value": 63 / 6,
+        "avg_lines_per_invoice": 1.0, "avg_line_value": 63 / 6,
+    }  # fmt: skip
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, abs=1e-9), name
 

@@ -19,6 +19,7 @@ from churn_assets.defs.monitoring.scoring import (
     reference_frame,
     retail_scores,
 )
+from churn_assets.lib import features_registry
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.drift import (
     DEFAULT_PSI_ALERT,
@@ -72,6 +73,9 @@ def compute_drift(
     reference_scores = model.model.predict_proba(feature_frame(reference, numeric, categorical))[
         :, 1
     ]
+    calendar = features_registry.calendar_features("fct_retail_features")
+    numeric = tuple(c for c in numeric if c not in calendar)
+    categorical = tuple(c for c in categorical if c not in calendar)
     return summarize(
         partition=month.isoformat(),
         model_name=registry.registered_model_name(DATASET),

@@ -13,8 +13,11 @@ select
     history.first_purchase_date,
     history.cum_purchase_days,
     history.cum_invoices,
+    history.cum_lines,
     history.cum_revenue,
-    history.cum_gap_sq
+    history.cum_gap_sq,
+    history.cum_max_gap,
+    history.cum_lapses
 from {{ ref('int_retail_purchase_history') }} as history
 inner join observations
     on history.tile_date < observations.observation_date

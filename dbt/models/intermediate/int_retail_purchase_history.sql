@@ -7,6 +7,7 @@ with purchase_days as (
         customer_id,
         tile_date,
         n_invoices,
+        n_lines,
         revenue
     from {{ ref('int_retail_daily_tiles') }}
     where n_invoices > 0
@@ -17,6 +18,7 @@ with_gaps as (
         customer_id,
         tile_date,
         n_invoices,
+        n_lines,
         revenue,
         {{ days_between(
             'lag(tile_date) over (partition by customer_id order by tile_date)', 'tile_date'
@@ -38,9 +40,19 @@ select
     sum(n_invoices) over (
         partition by customer_id order by tile_date rows between unbounded preceding and current row
     ) as cum_invoices,
+    sum(n_lines) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ) as cum_lines,
     sum(revenue) over (
         partition by customer_id order by tile_date rows between unbounded preceding and current row
     ) as cum_revenue,
+    -- longest gap so far and the number of gaps longer than 90 days (lapses): 0 before any gap
+    coalesce(max(gap_days) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ), 0) as cum_max_gap,
+    sum(case when gap_days > 90 then 1 else 0 end) over (
+        partition by customer_id order by tile_date rows between unbounded preceding and current row
+    ) as cum_lapses,
     coalesce(sum(cast(gap_days * gap_days as double precision)) over (
         partition by customer_id order by tile_date rows between unbounded preceding and current row
     ), 0) as cum_gap_sq

@@ -2,7 +2,10 @@
 -- declared in churn_assets/lib/features_registry.py (and documented from it in fct_retail_features.yml).
 -- Windows [T - w, T) for w in 30/60/90 are sums over daily tiles joined to the 22-ish observation
 -- dates, never a range join over events. No feature is NULL: empty windows are 0.
+-- Long windows (180/365 days) carry only invoices and revenue, from the same tile join.
 {%- set windows = [30, 60, 90] %}
+{%- set long_windows = [180, 365] %}
+{%- set long_measures = {'invoices': 'n_invoices', 'revenue': 'revenue'} %}
 {#- feature prefix -> (tile column, SQL type of the feature) -#}
 {%- set tile_measures = {
     'invoices': ('n_invoices', 'integer'),
@@ -14,9 +17,11 @@
 with observations as (
     select
         observation_date,
-        {%- for w in windows %}
-        {{ add_days('observation_date', -w) }} as window_start_{{ w }}d{{ ',' if not loop.last }}
+        {%- for w in windows + long_windows %}
+        {{ add_days('observation_date', -w) }} as window_start_{{ w }}d,
         {%- endfor %}
+        -- last year's label horizon: [T - 365d, T - 365d + 90d)
+        {{ add_days('observation_date', -275) }} as prior_year_horizon_end
     from {{ ref('int_observation_dates') }}
 ),
 
@@ -30,10 +35,19 @@ window_sums as (
             then tiles.{{ column }} else 0 end) as {{ feature }}_{{ w }}d,
         {%- endfor %}
         {%- endfor %}
-        count(*) as n_tiles
+        {%- for w in long_windows %}
+        {%- for feature, column in long_measures.items() %}
+        sum(case when tiles.tile_date >= observations.window_start_{{ w }}d
+            then tiles.{{ column }} else 0 end) as {{ feature }}_{{ w }}d,
+        {%- endfor %}
+        {%- endfor %}
+        count(distinct case when tiles.n_invoices > 0
+            then {{ dbt.date_trunc('month', 'tiles.tile_date') }} end) as active_months_365d,
+        sum(case when tiles.tile_date < observations.prior_year_horizon_end
+            then tiles.n_invoices else 0 end) as invoices_prior_year_horizon
     from {{ ref('int_retail_daily_tiles') }} as tiles
     inner join observations
-        on tiles.tile_date >= observations.window_start_90d
+        on tiles.tile_date >= observations.window_start_365d
         and tiles.tile_date < observations.observation_date
     group by tiles.customer_id, observations.observation_date
 ),
@@ -71,6 +85,19 @@ joined as (
             as tenure_days,
         cast(spine.cum_invoices as integer) as lifetime_invoices,
         cast(spine.cum_revenue as double precision) as lifetime_revenue,
+        {%- for w in long_windows %}
+        {%- for feature, column in long_measures.items() %}
+        cast(coalesce(window_sums.{{ feature }}_{{ w }}d, 0) as {{ tile_measures[feature][1] }})
+            as {{ feature }}_{{ w }}d,
+        {%- endfor %}
+        {%- endfor %}
+        cast(coalesce(window_sums.active_months_365d, 0) as integer) as active_months_365d,
+        cast(coalesce(window_sums.invoices_prior_year_horizon, 0) as integer)
+            as invoices_prior_year_horizon,
+        cast(extract(month from spine.observation_date) as integer) as observation_month,
+        cast(spine.cum_max_gap as integer) as max_gap_days,
+        cast(spine.cum_lapses as integer) as n_lapses_90d,
+        cast(spine.cum_lines as double precision) as lifetime_lines,
         spine.cum_purchase_days - 1 as n_gaps,
         cast({{ days_between('spine.first_purchase_date', 'spine.last_purchase_date') }} as double precision)
             as gap_sum,
@@ -108,5 +135,21 @@ select
         when n_gaps > 0
             then sqrt(greatest(cum_gap_sq / n_gaps - (gap_sum / n_gaps) * (gap_sum / n_gaps), 0.0))
         else 0.0
-    end as interpurchase_std_days
+    end as interpurchase_std_days,
+    {%- for w in long_windows %}
+    {%- for feature in long_measures %}
+    {{ feature }}_{{ w }}d,
+    {%- endfor %}
+    {%- endfor %}
+    active_months_365d,
+    invoices_prior_year_horizon,
+    observation_month,
+    max_gap_days,
+    n_lapses_90d,
+    -- recency in units of the usual gap (the mean gap is >= 1 day: never a division by 0)
+    recency_days / (case when n_gaps > 0 then gap_sum / n_gaps
+        else cast(tenure_days as double precision) end) as recency_to_mean_gap,
+    lifetime_revenue / lifetime_invoices as avg_invoice_value,
+    lifetime_lines / lifetime_invoices as avg_lines_per_invoice,
+    lifetime_revenue / lifetime_lines as avg_line_value
 from joined

@@ -54,6 +54,11 @@ select
         as is_electronic_check,
     case when customers.paperless_billing = 'Yes' then 1 else 0 end as is_paperless_billing,
     customers.senior_citizen,
+    -- log terms and their product: a linear model sees the diminishing effect of tenure and
+    -- the tenure x charge interaction (monthly charges are always > 0)
+    ln(customers.tenure + 1.0) as log_tenure,
+    ln(customers.monthly_charges) as log_monthly_charges,
+    ln(customers.tenure + 1.0) * ln(customers.monthly_charges) as log_tenure_x_log_monthly_charges,
     customers.gender,
     customers.partner,
     customers.dependents,
