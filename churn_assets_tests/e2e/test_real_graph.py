@@ -38,7 +38,9 @@ def _job(defs: dg.Definitions, name: str, selection: dg.AssetSelection) -> dg.Jo
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dg.DagsterInstance, dg.Definitions]:
+def real_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Settings, dg.DagsterInstance, dg.Definitions]:
     from churn_assets.settings import get_settings
 
     home = tmp_path_factory.mktemp("home")
@@ -51,8 +53,11 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dg.Dag
         defs = load_defs()
         instance = dg.DagsterInstance.ephemeral()
         partitioned = dg.AssetSelection.assets(
-            *[k for k in defs.resolve_asset_graph().get_all_asset_keys()
-              if defs.resolve_asset_graph().get(k).partitions_def is not None]
+            *[
+                k
+                for k in defs.resolve_asset_graph().get_all_asset_keys()
+                if defs.resolve_asset_graph().get(k).partitions_def is not None
+            ]
         )
         main = _job(defs, "main_job", dg.AssetSelection.all() - partitioned)
         result = main.execute_in_process(instance=instance, run_config=_run_config(defs))
@@ -63,13 +68,17 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dg.Dag
     get_settings.cache_clear()
 
 
-def test_all_checks_pass_on_real_data(real_run: tuple[Settings, dg.DagsterInstance, dg.Definitions]) -> None:
+def test_all_checks_pass_on_real_data(
+    real_run: tuple[Settings, dg.DagsterInstance, dg.Definitions],
+) -> None:
     _, instance, defs = real_run
     graph = defs.resolve_asset_graph()
     failed = []
     evaluated = 0
     for check_key in graph.asset_check_keys:
-        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key]).get(check_key)
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [check_key]
+        ).get(check_key)
         if record is None or record.evaluation is None:
             continue
         evaluated += 1
@@ -80,10 +89,14 @@ def test_all_checks_pass_on_real_data(real_run: tuple[Settings, dg.DagsterInstan
     assert failed == []
 
 
-def test_real_tables_have_the_documented_shape(real_run: tuple[Settings, dg.DagsterInstance, dg.Definitions]) -> None:
+def test_real_tables_have_the_documented_shape(
+    real_run: tuple[Settings, dg.DagsterInstance, dg.Definitions],
+) -> None:
     settings, _, _ = real_run
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        telco = con.execute("SELECT count(*), sum(total_charges_imputed::int) FROM raw.telco_customers").fetchone()
+        telco = con.execute(
+            "SELECT count(*), sum(total_charges_imputed::int) FROM raw.telco_customers"
+        ).fetchone()
         retail = con.execute("SELECT count(*) FROM raw.retail_transactions").fetchone()
     assert telco == (7043, 11)
     assert retail == (1_044_847,)
@@ -98,7 +111,7 @@ def test_models_registered_and_champion_scores_the_month(
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     for name in ("churn-telco", "churn-retail"):
-        assert client.get_model_version_by_alias(name, "champion").version == "1"
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     scores = instance.get_latest_materialization_event(dg.AssetKey("retail_scores"))
     drift = instance.get_latest_materialization_event(dg.AssetKey("retail_drift_report"))
     assert scores is not None and scores.asset_materialization.partition == MONTH
