@@ -110,7 +110,9 @@ def make_split(
     """Telco: stratified random hold-out. Retail: out-of-time with the label-horizon gap."""
     if protocol == "out_of_time":
         horizon = get_settings().label_horizon_days
-        anchored = modeling.anchored_out_of_time_dates(frame[ts.time_column].max(), horizon)
+        newest = frame[ts.time_column].max()
+        assert isinstance(newest, date), f"{ts.time_column} must be a date column"
+        anchored = modeling.anchored_out_of_time_dates(newest, horizon)
         train_end, test_start, test_end = (
             date.fromisoformat(params[name]) if params[name] else default
             for name, default in zip(("train_end", "test_start", "test_end"), anchored, strict=True)
