@@ -71,6 +71,10 @@ class Settings:
         """Holds ``{"as_of": "YYYY-MM-DD"}`` while the platform replays history month by month."""
         return self.state_dir / "replay.json"
 
+    def retail_source_files(self) -> list[Path]:
+        """The bundled history plus every landed file the new-data sensor has accepted."""
+        return [self.retail_parquet, *sorted(self.accepted_dir.glob("*.parquet"))]
+
     def history_as_of(self) -> date | None:
         """The date the platform runs "as of": events on or after it are not yet known.
 

@@ -20,14 +20,6 @@ import polars as pl
 from churn_assets.lib.training_set import DATA_FILE, PROVENANCE_FILE
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def frame_sha256(frame: pl.DataFrame) -> str:
     """Hash of the rows as CSV text: independent of parquet writer versions and compression."""
     return hashlib.sha256(frame.write_csv().encode()).hexdigest()

@@ -14,7 +14,8 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from churn_assets.lib import features_dbt, features_registry
-from churn_assets.lib.features_snapshot import file_sha256, write_snapshot
+from churn_assets.lib.features_snapshot import write_snapshot
+from churn_assets.lib.metadata import sha256_file
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.resources import DuckDBResource
 from churn_assets.settings import OWNER_DATA, get_settings
@@ -43,7 +44,7 @@ TELCO_MODELS = ("stg_telco_customers", "fct_telco_features")
 
 
 def _raw_checksum(path: Path) -> dict[str, str | None]:
-    return {"file": path.name, "sha256": file_sha256(path) if path.exists() else None}
+    return {"file": path.name, "sha256": sha256_file(path) if path.exists() else None}
 
 
 def _materialize(
@@ -51,7 +52,7 @@ def _materialize(
     dataset: str,
     feature_model: str,
     frame: pl.DataFrame,
-    raw_file: Path,
+    raw_files: list[Path],
     models: tuple[str, ...],
     label_definition: str,
 ) -> TrainingSet:
@@ -59,7 +60,7 @@ def _materialize(
     checksums = features_dbt.model_checksums()
     observation_dates = sorted({str(d) for d in frame["observation_date"].unique().to_list()})
     provenance: dict[str, Any] = {
-        "raw_files": [_raw_checksum(raw_file)],
+        "raw_files": [_raw_checksum(path) for path in raw_files],
         "dbt_models": {name: checksums.get(name) for name in models},
         "feature_model": feature_model,
         "feature_registry_hash": features_registry.registry_hash(feature_model),
@@ -133,7 +134,7 @@ def telco_training_set(context: AssetExecutionContext, duckdb: DuckDBResource) -
         "telco",
         "fct_telco_features",
         frame,
-        get_settings().telco_csv,
+        [get_settings().telco_csv],
         TELCO_MODELS,
         TELCO_LABEL,
     )
@@ -161,7 +162,7 @@ def retail_training_set(context: AssetExecutionContext, duckdb: DuckDBResource) 
         "retail",
         "fct_retail_features",
         frame,
-        get_settings().retail_parquet,
+        get_settings().retail_source_files(),
         RETAIL_MODELS,
         RETAIL_LABEL.format(h=get_settings().label_horizon_days),
     )

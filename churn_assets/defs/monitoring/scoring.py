@@ -94,7 +94,8 @@ def replace_partition(duckdb: DuckDBResource, month: date, scores: pl.DataFrame)
 
 @dg.asset(
     partitions_def=observation_months,
-    deps=[FEATURES_ASSET],
+    # The promotion gate decides which model is champion: lineage shows what scores depend on.
+    deps=[FEATURES_ASSET, "retail_model_promotion"],
     group_name="monitoring",
     kinds={"duckdb", "mlflow", "python"},
     owners=[OWNER_ML],

@@ -17,7 +17,7 @@ from churn_assets.lib.contracts import ContractViolation, read_retail_parquet, r
 from churn_assets.lib.duckdb_io import drop_staging, quote, staging_name, swap_in
 from churn_assets.lib.metadata import md_table, sha256_file
 from churn_assets.resources import DuckDBResource
-from churn_assets.settings import OWNER_DATA, Settings, get_settings
+from churn_assets.settings import OWNER_DATA, get_settings
 
 RAW_SCHEMA = "raw"
 TELCO_CHECK = "telco_contract"
@@ -77,22 +77,26 @@ def _fail(check: str, asset: str, error: ContractViolation) -> Iterator[dg.Asset
     raise dg.Failure(description=str(error), metadata={"file": error.source})
 
 
-@dg.asset(
-    group_name="sources",
-    kinds={"duckdb", "polars", "csv"},
-    owners=[OWNER_DATA],
-    pool="duckdb",
-    code_version="1",
-    tags={"layer": "raw"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            TELCO_CHECK,
-            asset="raw_telco_customers",
-            blocking=True,
-            description="Pandera contract: types, nulls, unique customer_id, allowed categories, "
-            "ranges, TotalCharges consistent with tenure x MonthlyCharges.",
-        )
-    ],
+def raw_asset(name: str, file_kind: str, check: str, contract: str) -> Any:
+    """A raw table: DuckDB writer (``duckdb`` pool) with its contract as a blocking check."""
+    return dg.asset(
+        name=name,
+        group_name="sources",
+        kinds={"duckdb", "polars", file_kind},
+        owners=[OWNER_DATA],
+        pool="duckdb",
+        code_version="1",
+        tags={"layer": "raw"},
+        check_specs=[dg.AssetCheckSpec(check, asset=name, blocking=True, description=contract)],
+    )
+
+
+@raw_asset(
+    "raw_telco_customers",
+    "csv",
+    TELCO_CHECK,
+    "Pandera contract: types, nulls, unique customer_id, allowed categories, ranges, "
+    "TotalCharges consistent with tenure x MonthlyCharges.",
 )
 def raw_telco_customers(
     context: dg.AssetExecutionContext, config: TelcoSourceConfig, duckdb: DuckDBResource
@@ -127,27 +131,12 @@ def raw_telco_customers(
     )
 
 
-def retail_source_files(settings: Settings) -> list[Path]:
-    """The bundled history plus every landed file the new-data sensor has accepted."""
-    return [settings.retail_parquet, *sorted(settings.accepted_dir.glob("*.parquet"))]
-
-
-@dg.asset(
-    group_name="sources",
-    kinds={"duckdb", "polars", "parquet"},
-    owners=[OWNER_DATA],
-    pool="duckdb",
-    code_version="1",
-    tags={"layer": "raw"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            RETAIL_CHECK,
-            asset="raw_retail_transactions",
-            blocking=True,
-            description="Pandera contract: types, nulls, invoice format, non-zero quantity, "
-            "non-negative prices (except bad-debt adjustments), timestamps from 2009-12-01 to now.",
-        )
-    ],
+@raw_asset(
+    "raw_retail_transactions",
+    "parquet",
+    RETAIL_CHECK,
+    "Pandera contract: types, nulls, invoice format, non-zero quantity, non-negative prices "
+    "(except bad-debt adjustments), timestamps from 2009-12-01 to now.",
 )
 def raw_retail_transactions(
     context: dg.AssetExecutionContext, config: RetailSourceConfig, duckdb: DuckDBResource
@@ -160,7 +149,7 @@ def raw_retail_transactions(
     """
     settings = get_settings()
     as_of = settings.history_as_of()
-    files = [*retail_source_files(settings), *(Path(p) for p in config.extra_paths)]
+    files = [*settings.retail_source_files(), *(Path(p) for p in config.extra_paths)]
     frames = []
     try:
         for path in files:
