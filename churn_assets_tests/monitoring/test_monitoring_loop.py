@@ -22,11 +22,12 @@ from mlflow import MlflowClient
 
 from churn_assets import replay
 from churn_assets.defs.monitoring import sensors
+from churn_assets.lib import features_registry
 from churn_assets.lib.registry_models import CHAMPION, registered_model_name
 from churn_assets.resources import AlertNotifier
 from churn_assets.settings import REPO_ROOT
 from churn_assets_tests.monitoring.conftest import MonitoringEnv
-from churn_assets_tests.monitoring.fixtures import CUSTOMERS, NUMERIC
+from churn_assets_tests.monitoring.fixtures import CUSTOMERS, FEATURE_MODEL, NUMERIC
 
 pytestmark = pytest.mark.xdist_group("monitoring")
 
@@ -86,7 +87,9 @@ def test_drift_report_html_metadata_mlflow_and_check(monitoring_env: MonitoringE
     assert metadata["status"] in ("ok", "warn")
     assert check_passed(result, "drift_alert")
     html = Path(str(metadata["report_path"])).read_text()
-    assert html.count("data:image/png;base64,") == len(NUMERIC) + 1  # every feature + score
+    monitored = [c for c in NUMERIC if c not in features_registry.calendar_features(FEATURE_MODEL)]
+    assert "observation_month" not in monitored
+    assert html.count("data:image/png;base64,") == len(monitored) + 1  # every feature + score
     table = metadata["drift_table"]
     assert {r.data["test"] for r in table.records} == {"psi", "ks", "volume_change"}  # type: ignore[attr-defined]
     run = MlflowClient().get_run(str(metadata["mlflow_run_id"]))
@@ -100,7 +103,7 @@ def test_drift_report_html_metadata_mlflow_and_check(monitoring_env: MonitoringE
         "volume_warn": 0.15,
         "volume_alert": 0.3,
     }
-    assert len(report["features"]) == len(NUMERIC)
+    assert len(report["features"]) == len(monitored)
 
 
 def test_realized_performance_only_once_labels_mature(monitoring_env: MonitoringEnv) -> None:
