@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: install system-deps state run test test-fast ui mlflow-ui lint typecheck bench replay-next replay-status clean
+.PHONY: install system-deps state run test test-fast ui mlflow-ui dbt-docs lint typecheck bench replay-next replay-status clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ ui: install state
 
 mlflow-ui: install state
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+# dbt's catalogue and lineage docs for the feature models (needs `make run` first for the catalog).
+dbt-docs: install
+	cd dbt && ../$(BIN)/dbt docs generate --profiles-dir . && ../$(BIN)/dbt docs serve --profiles-dir . --host 127.0.0.1 --port 8080
 
 lint: install
 	$(BIN)/ruff check churn_assets churn_assets_tests benchmarks
