@@ -138,3 +138,15 @@ def test_population_volume_change_drives_status() -> None:
     assert (peak.volume_status, peak.status) == ("alert", "alert")
     usual = drift.summarize(**kwargs, current={"a": rng.normal(size=105)})
     assert usual.volume_status == "ok"
+
+
+def test_every_month_matured_by_a_data_drop_is_measured() -> None:
+    """A 90-day horizon drifts against calendar months: the May 2011 drop matures both
+    February and March, the February drop matures only November (measured again)."""
+    from datetime import date
+
+    from churn_assets.defs.monitoring.sensors import newly_mature_months
+
+    assert newly_mature_months(date(2011, 5, 31), 90) == ["2011-02-01", "2011-03-01"]
+    assert newly_mature_months(date(2011, 2, 28), 90) == ["2010-11-01"]
+    assert newly_mature_months(date(2011, 12, 9), 90) == ["2011-08-01", "2011-09-01"]

@@ -167,7 +167,9 @@ def test_replayed_month_is_ingested_once_and_becomes_scoreable(
         _ingest_succeeded(monitoring_env, request.tags)
     )
     assert sorted((r.job_name, r.partition_key) for r in follow_up) == [
-        ("retail_label_maturity_job", "2010-11-01"),  # 2010-11-01 + 90 days <= 2011-01-31
+        # T + 90 days within the 45 days before the as-of date 2011-01-31.
+        ("retail_label_maturity_job", "2010-10-01"),
+        ("retail_label_maturity_job", "2010-11-01"),
         ("retail_monthly_monitoring_job", "2011-02-01"),
     ]
     assert monitoring_env.month("2011-02-01").success

@@ -3,9 +3,7 @@
 Ingestion (unpartitioned: raw table and the dbt feature models) and the month's partitioned
 assets (features at T, scores, drift, performance) cannot share one run, so they are two jobs:
 the landing sensor launches the first, and a run-status sensor launches the second for the
-new month once ingestion succeeded (see ``sensors.py``). String selections (rather than
-``AssetSelection.assets``) keep this module loadable while upstream stages are being built.
-"""
+new month once ingestion succeeded (see ``sensors.py``)."""
 
 from __future__ import annotations
 
@@ -15,8 +13,13 @@ from churn_assets.partitions import observation_months
 
 RAW_RETAIL = "raw_retail_transactions"
 
+# Each step of these small jobs does seconds of work; a subprocess per step would spend ~20 s
+# re-loading the code location first (measured during a replay). One process per run instead.
+IN_PROCESS = dg.in_process_executor
+
 retail_ingest_job = dg.define_asset_job(
     "retail_ingest_job",
+    executor_def=IN_PROCESS,
     # Raw retail events, every unpartitioned dbt model downstream of them, and those models'
     # other inputs (e.g. int_observation_dates), so a fresh database builds too.
     selection=dg.AssetSelection.from_string(
@@ -30,6 +33,7 @@ retail_ingest_job = dg.define_asset_job(
 
 retail_monthly_monitoring_job = dg.define_asset_job(
     "retail_monthly_monitoring_job",
+    executor_def=IN_PROCESS,
     selection=dg.AssetSelection.from_string('key:"retail_features_monthly" or group:"monitoring"'),
     partitions_def=observation_months,
     description="One observation month: features at T, champion scores, drift report, "
@@ -39,6 +43,7 @@ retail_monthly_monitoring_job = dg.define_asset_job(
 
 retail_label_maturity_job = dg.define_asset_job(
     "retail_label_maturity_job",
+    executor_def=IN_PROCESS,
     selection=dg.AssetSelection.from_string(
         'key:"retail_features_monthly" or key:"retail_realized_performance"'
     ),
@@ -50,6 +55,7 @@ retail_label_maturity_job = dg.define_asset_job(
 
 retail_retraining_job = dg.define_asset_job(
     "retail_retraining_job",
+    executor_def=IN_PROCESS,
     selection=dg.AssetSelection.from_string(
         'key:"retail_training_set" or (group:"training" and key:"retail_*")'
     ),

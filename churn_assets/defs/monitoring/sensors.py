@@ -193,14 +193,25 @@ def retail_landing_sensor(
 # --------------------------------------------------------------------------------------------
 
 
-def newest_mature_month(data_as_of: date, horizon_days: int) -> str | None:
-    """Latest observation month T with T + horizon <= the newest event (labels now known)."""
-    keys = [
+# One data drop advances the as-of date by about a month, but a 90-day horizon does not line
+# up with calendar months: a drop can mature zero, one or two observation months. Looking back
+# 45 days catches every month that matured since the previous drop; re-measuring one twice is
+# harmless (the asset replaces its partition).
+MATURITY_LOOKBACK_DAYS = 45
+
+
+def newly_mature_months(
+    data_as_of: date, horizon_days: int, lookback_days: int = MATURITY_LOOKBACK_DAYS
+) -> list[str]:
+    """Observation months T whose labels became known recently: T + horizon in
+    (as_of - lookback, as_of]."""
+    return [
         k
         for k in observation_months.get_partition_keys()
-        if date.fromisoformat(k) + timedelta(days=horizon_days) <= data_as_of
+        if data_as_of - timedelta(days=lookback_days)
+        < date.fromisoformat(k) + timedelta(days=horizon_days)
+        <= data_as_of
     ]
-    return keys[-1] if keys else None
 
 
 @dg.run_status_sensor(
@@ -229,19 +240,20 @@ def retail_month_after_ingest_sensor(context: dg.RunStatusSensorContext) -> list
             )
         )
     as_of = run.tags.get(TAG_DATA_AS_OF)
-    mature = (
-        newest_mature_month(date.fromisoformat(as_of[:10]), get_settings().label_horizon_days)
+    matured = (
+        newly_mature_months(date.fromisoformat(as_of[:10]), get_settings().label_horizon_days)
         if as_of
-        else None
+        else []
     )
-    if mature is not None and mature != month:
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{run.run_id}:mature:{mature}",
-                job_name=retail_label_maturity_job.name,
-                partition_key=mature,
-            )
+    requests += [
+        dg.RunRequest(
+            run_key=f"{run.run_id}:mature:{mature}",
+            job_name=retail_label_maturity_job.name,
+            partition_key=mature,
         )
+        for mature in matured
+        if mature != month
+    ]
     return requests
 
 
