@@ -40,16 +40,8 @@ if __package__ in (None, ""):  # run as a script (`make bench`): make the repo r
 from benchmarks.synthetic_events import generate
 from churn_assets.lib import features_dbt, features_registry
 
-FEATURE_CHAIN = (
-    "stg_retail_events",
-    "int_observation_dates",
-    "int_retail_daily_tiles",
-    "int_retail_purchase_history",
-    "int_retail_product_days",
-    "int_retail_customer_asof",
-    "fct_retail_features",
-)
-LABEL_CHAIN = ("fct_retail_labels",)
+FEATURE_CHAIN = features_dbt.RETAIL_FEATURE_CHAIN
+LABEL_CHAIN = features_dbt.RETAIL_LABEL_CHAIN
 
 
 def compile_models(db_path: Path, start: date, end: date, horizon: int) -> dict[str, Any]:

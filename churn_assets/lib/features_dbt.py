@@ -92,3 +92,17 @@ def model_checksums() -> dict[str, str]:
 
 if __name__ == "__main__":
     print(prepare_manifest().manifest_path)
+
+
+# The dbt models that compute retail features, in build order, and the labels built on them:
+# one list shared by the training-set provenance and the benchmark.
+RETAIL_FEATURE_CHAIN = (
+    "stg_retail_events",
+    "int_observation_dates",
+    "int_retail_daily_tiles",
+    "int_retail_purchase_history",
+    "int_retail_product_days",
+    "int_retail_customer_asof",
+    "fct_retail_features",
+)
+RETAIL_LABEL_CHAIN = ("fct_retail_labels",)

@@ -30,14 +30,8 @@ TELCO_LABEL = (
     "snapshot: observation_date = var telco_snapshot_date (2019-09-30), no timestamps exist."
 )
 RETAIL_MODELS = (
-    "stg_retail_events",
-    "int_observation_dates",
-    "int_retail_daily_tiles",
-    "int_retail_purchase_history",
-    "int_retail_product_days",
-    "int_retail_customer_asof",
-    "fct_retail_features",
-    "fct_retail_labels",
+    *features_dbt.RETAIL_FEATURE_CHAIN,
+    *features_dbt.RETAIL_LABEL_CHAIN,
     "fct_retail_training_spine",
 )
 TELCO_MODELS = ("stg_telco_customers", "fct_telco_features")
