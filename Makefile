@@ -67,4 +67,4 @@ replay-status: install state
 	$(BIN)/python -m churn_assets.replay status
 
 clean:
-	rm -rf .state data/*.duckdb data/*.duckdb.wal data/processed data/reports data/landing dbt/target
+	rm -rf .state data/*.duckdb data/*.duckdb.wal data/*.duckdb.lock data/processed data/reports data/landing dbt/target

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,18 +21,52 @@ log = logging.getLogger(__name__)
 
 
 class DuckDBResource(dg.ConfigurableResource):
-    """The project's DuckDB file. Writers go through the ``duckdb`` pool (one at a time)."""
+    """The project's DuckDB file, one writer or many readers at a time, across processes.
+
+    The ``duckdb`` pool (limit 1) schedules writing steps, but Dagster's sqlite instance claims
+    pool slots without row locks, so two processes starting together can both win the slot.
+    A ``flock`` on a sidecar file mirrors DuckDB's own rule (exclusive to write, shared to read)
+    and makes the loser wait instead of failing with "Could not set lock on file".
+    """
 
     path: str
+    lock_timeout_seconds: float = 1800.0
+
+    @contextmanager
+    def lock(self, exclusive: bool = True) -> Iterator[None]:
+        """Hold the file's cross-process lock; the dbt asset wraps ``dbt build`` in it."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        with open(f"{self.path}.lock", "a") as handle:
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{self.path} stayed locked by another process for "
+                            f"{self.lock_timeout_seconds:.0f} s"
+                        ) from None
+                    if not waited:
+                        log.info("waiting for another process to release %s", self.path)
+                        waited = True
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path, read_only=read_only)
-        try:
-            yield con
-        finally:
-            con.close()
+        with self.lock(exclusive=not read_only):
+            con = duckdb.connect(self.path, read_only=read_only)
+            try:
+                yield con
+            finally:
+                con.close()
 
 
 class MLflowResource(dg.ConfigurableResource):

@@ -81,7 +81,8 @@ def build_dbt_assets() -> dg.AssetsDefinition:
     ) -> Iterator[Any]:
         """``dbt build`` with the observation range, horizon and DuckDB path from Dagster."""
         args = ["build", *features_dbt.dbt_vars_arg(get_settings(), duckdb.path)]
-        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+        with duckdb.lock():
+            yield from dbt.cli(args, context=context).stream().fetch_row_counts()
 
     return churn_features_dbt
 
