@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: install system-deps state run test test-fast ui mlflow-ui dbt-docs lint typecheck bench replay-next replay-status clean
+.PHONY: install system-deps state run test test-fast ui mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,10 @@ typecheck: install
 
 bench: install
 	$(BIN)/python benchmarks/feature_windows.py
+
+# Optuna budget vs test ROC-AUC on the training sets `make run` wrote (about 10 minutes).
+bench-models: install
+	$(BIN)/python -m benchmarks.model_budget
 
 replay-next: install state
 	$(BIN)/python -m churn_assets.replay next

@@ -198,23 +198,33 @@ FLOOR_SQL = """
 """
 
 
+def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return row
+
+
 def assert_identical(con: duckdb.DuckDBPyConnection) -> int:
     """Compare reference.naive with features.fct_retail_features column by column; return rows."""
     features = features_registry.features_of("fct_retail_features")
     mismatches = []
     for f in features:
         if f.dtype == "double":
-            condition = f"abs(t.{f.name} - n.{f.name}) > 1e-9 * greatest(1.0, abs(n.{f.name}))"
+            condition = (
+                f"t.{f.name} IS DISTINCT FROM n.{f.name} AND coalesce("
+                f"abs(t.{f.name} - n.{f.name}) > 1e-9 * greatest(1.0, abs(n.{f.name})), true)"
+            )
         else:
             condition = f"t.{f.name} IS DISTINCT FROM n.{f.name}"
         mismatches.append(f"count(*) FILTER (WHERE {condition}) AS {f.name}")
-    (n_tiles,) = con.execute("SELECT count(*) FROM features.fct_retail_features").fetchone()
-    (n_naive,) = con.execute("SELECT count(*) FROM reference.naive").fetchone()
+    (n_tiles,) = _one_row(con, "SELECT count(*) FROM features.fct_retail_features")
+    (n_naive,) = _one_row(con, "SELECT count(*) FROM reference.naive")
     assert n_tiles == n_naive, f"row counts differ: tiles {n_tiles}, naive {n_naive}"
-    row = con.execute(
+    row = _one_row(
+        con,
         f"SELECT count(*), {', '.join(mismatches)} FROM features.fct_retail_features AS t "
-        "JOIN reference.naive AS n USING (customer_id, observation_date)"
-    ).fetchone()
+        "JOIN reference.naive AS n USING (customer_id, observation_date)",
+    )
     assert row[0] == n_tiles, "keys differ between tile build and naive reference"
     bad = {f.name: n for f, n in zip(features, row[1:], strict=True) if n}
     assert not bad, f"features differ: {bad}"

@@ -128,18 +128,3 @@ def synthetic_retail_training_set(root: Path, version: str = "v1") -> TrainingSe
     return TrainingSet(
         "retail", version, path, ("recency_days", "frequency_90d", "revenue_90d"), ("country",)
     )
-
-
-def retail_prototype_training_set(root: Path, version: str = "prototype") -> TrainingSet:
-    """Real retail features computed straight from the raw events (measurement only)."""
-    from churn_assets_tests.training.retail_prototype import build_retail_frame
-
-    frame = build_retail_frame(
-        REPO_ROOT / "data" / "raw" / "online_retail_ii" / "online_retail_ii_events.parquet"
-    )
-    path = root / "retail" / version
-    _write(path, frame, {"dataset": "retail", "version": version, "source": "prototype"})
-    numeric = tuple(
-        c for c in frame.columns if c not in ("customer_id", "observation_date", "churned")
-    )
-    return TrainingSet("retail", version, path, numeric, ())
