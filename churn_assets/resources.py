@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +13,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from churn_assets.lib.file_lock import file_lock
 from churn_assets.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -35,29 +34,10 @@ class DuckDBResource(dg.ConfigurableResource):
     @contextmanager
     def lock(self, exclusive: bool = True) -> Iterator[None]:
         """Hold the file's cross-process lock; the dbt asset wraps ``dbt build`` in it."""
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        with open(f"{self.path}.lock", "a") as handle:
-            waited = False
-            while True:
-                try:
-                    fcntl.flock(handle, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"{self.path} stayed locked by another process for "
-                            f"{self.lock_timeout_seconds:.0f} s"
-                        ) from None
-                    if not waited:
-                        log.info("waiting for another process to release %s", self.path)
-                        waited = True
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(
+            Path(self.path), exclusive=exclusive, timeout_seconds=self.lock_timeout_seconds
+        ):
+            yield
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -18,10 +18,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 
+from churn_assets.lib.file_lock import file_lock
 from churn_assets.settings import DBT_PROJECT_DIR, Settings
 
 
@@ -49,12 +49,9 @@ def prepare_manifest() -> DbtProject:
     """
     project = dbt_project()
 
-    # A file lock, so parallel test workers or a concurrent `dagster dev` never interleave writes
-    # to target/ (the guard skips the parse if another process just refreshed the manifest).
-    def parse() -> None:
+    # Parallel test workers or a concurrent `dagster dev` must not interleave writes to target/.
+    with file_lock(project.manifest_path, timeout_seconds=300):
         dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
-
-    run_with_concurrent_update_guard(project.manifest_path, parse)
     return project
 
 
@@ -64,6 +61,13 @@ def ensure_manifest() -> DbtProject:
     if using_dagster_dev() or not project.manifest_path.exists():
         prepare_manifest()
     return project
+
+
+def read_manifest() -> dict[str, Any]:
+    """The manifest, read under the lock ``dbt parse`` writes it under (never half-written)."""
+    path = dbt_project().manifest_path
+    with file_lock(path, exclusive=False, timeout_seconds=300):
+        return json.loads(path.read_text())
 
 
 def dbt_vars(settings: Settings, duckdb_path: str) -> dict[str, Any]:
@@ -82,7 +86,7 @@ def dbt_vars_arg(settings: Settings, duckdb_path: str) -> list[str]:
 
 def model_checksums() -> dict[str, str]:
     """sha256 of every model's SQL, from the manifest (dbt's own file checksums)."""
-    manifest = json.loads(dbt_project().manifest_path.read_text())
+    manifest = read_manifest()
     return {
         node["name"]: node["checksum"]["checksum"]
         for node in manifest["nodes"].values()

@@ -70,7 +70,7 @@ def build_dbt_assets() -> dg.AssetsDefinition:
     project = features_dbt.ensure_manifest()
 
     @dbt_assets(
-        manifest=project.manifest_path,
+        manifest=features_dbt.read_manifest(),
         project=project,
         dagster_dbt_translator=TRANSLATOR,
         name="churn_features_dbt",
