@@ -9,8 +9,8 @@ large samples get so fine that empty bins dominate the sum.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -122,10 +122,12 @@ class FeatureDrift:
     unseen_categories: list[str] = field(default_factory=list)
     reference_n: int = 0
     current_n: int = 0
+    alerting: bool = True
+    """False for features that drift by construction: measured and shown, never alerted on."""
 
     @property
     def drifted(self) -> bool:
-        return self.status == "alert"
+        return self.alerting and self.status == "alert"
 
 
 def _edge_labels(edges: np.ndarray) -> list[str]:
@@ -227,22 +229,28 @@ class DriftSummary:
         return classify(abs(self.volume_change), self.volume_warn, self.volume_alert)
 
     @property
+    def alerting_features(self) -> list[FeatureDrift]:
+        return [f for f in self.features if f.alerting]
+
+    @property
     def share_drifted(self) -> float:
-        if not self.features:
+        """Share of the alerting features that drifted past the alert level."""
+        alerting = self.alerting_features
+        if not alerting:
             return 0.0
-        return sum(f.drifted for f in self.features) / len(self.features)
+        return sum(f.drifted for f in alerting) / len(alerting)
 
     @property
     def status(self) -> Status:
         """Alert when the score, enough features or the population size moved past alert level."""
         if (
             (self.score is not None and self.score.status == "alert")
-            or (self.features and self.share_drifted >= self.share_alert)
+            or (self.alerting_features and self.share_drifted >= self.share_alert)
             or self.volume_status == "alert"
         ):
             return "alert"
         if (
-            any(f.status != "ok" for f in self.features)
+            any(f.status != "ok" for f in self.alerting_features)
             or (self.score is not None and self.score.status != "ok")
             or self.volume_status != "ok"
         ):
@@ -298,8 +306,14 @@ def summarize(
     reference_rows_per_month: float = 0.0,
     volume_warn: float = DEFAULT_VOLUME_WARN,
     volume_alert: float = DEFAULT_VOLUME_ALERT,
+    measured_only: Collection[str] = (),
 ) -> DriftSummary:
-    """Run every test for every feature; columns are plain sequences (no dataframe coupling)."""
+    """Run every test for every feature; columns are plain sequences (no dataframe coupling).
+
+    Features in ``measured_only`` are tested and reported like the others but cannot raise the
+    status: cumulative features (tenure, lifetime totals) drift every month by construction, and
+    an alert that always fires teaches people to ignore alerts.
+    """
     rows = [
         numeric_drift(
             name,
@@ -314,6 +328,7 @@ def summarize(
         categorical_drift(name, reference[name], current[name], psi_warn, psi_alert)
         for name in categorical_features
     ]
+    rows = [replace(row, alerting=False) if row.feature in measured_only else row for row in rows]
     score = None
     if reference_scores is not None and current_scores is not None:
         score = numeric_drift(

@@ -21,6 +21,7 @@ import numpy as np
 from churn_assets.lib.drift import DriftSummary, FeatureDrift
 
 _STATUS_COLOURS = {"ok": "#2e7d32", "warn": "#ef6c00", "alert": "#c62828"}
+_MEASURED_ONLY_COLOUR = "#757575"
 
 
 def feature_plot_png(row: FeatureDrift) -> str:
@@ -48,14 +49,15 @@ def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
 
 
 def _row_html(row: FeatureDrift) -> str:
-    colour = _STATUS_COLOURS[row.status]
+    colour = _STATUS_COLOURS[row.status] if row.alerting else _MEASURED_ONLY_COLOUR
+    status = row.status if row.alerting else f"{row.status} (grows with history, not alerted)"
     unseen = ", ".join(row.unseen_categories[:10])
     return (
         "<tr>"
         f"<td>{html.escape(row.feature)}</td><td>{row.kind}</td>"
         f"<td>{row.psi:.4f}</td><td>{_fmt(row.ks_statistic)}</td>"
         f"<td>{_fmt(row.ks_pvalue, '{:.3g}')}</td>"
-        f"<td style='color:{colour};font-weight:bold'>{row.status}</td>"
+        f"<td style='color:{colour};font-weight:bold'>{status}</td>"
         f"<td>{html.escape(unseen)}</td>"
         "</tr>"
     )
@@ -84,7 +86,8 @@ figure {{ display: inline-block; margin: 4px; }}
 <p>Model <b>{html.escape(summary.model_name)}</b> version <b>{html.escape(summary.model_version)}</b>,
 reference = its training set <code>{html.escape(summary.training_set)}</code>.</p>
 <p>Status: <b style="color:{colour}">{summary.status.upper()}</b>;
-share of drifted features {summary.share_drifted:.1%}
+share of drifted features {summary.share_drifted:.1%} of the
+{len(summary.alerting_features)} alerting ones
 (alert at {summary.share_alert:.0%}); PSI warn {summary.psi_warn}, alert {summary.psi_alert}.
 PSI bins are the reference deciles (duplicate edges removed, open outer bins).</p>
 <p>Population: <b>{summary.current_rows}</b> customers scored vs

@@ -19,7 +19,7 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ class Feature:
     description: str
     owner: str = OWNER_DATA
     version: int = 1
+    grows_with_history: bool = False
 
     @property
     def categorical(self) -> bool:
@@ -287,7 +288,26 @@ def _retail_features() -> list[Feature]:
         Feature(name, RETAIL, RETAIL_MODEL, window, aggregation, dtype, text)
         for name, window, aggregation, dtype, text in history
     ]
-    return features
+    return [
+        replace(f, grows_with_history=True) if f.name in _GROWS_WITH_HISTORY else f
+        for f in features
+    ]
+
+
+# Aggregates over the whole purchase history before T. They grow as history accumulates (and are
+# cut off at the first event in the data), so month after month they drift from any reference
+# by construction: drift reports measure them but never alert on them.
+_GROWS_WITH_HISTORY = frozenset(
+    {
+        "tenure_days",
+        "lifetime_invoices",
+        "lifetime_revenue",
+        "interpurchase_mean_days",
+        "interpurchase_std_days",
+        "max_gap_days",
+        "n_lapses_90d",
+    }
+)
 
 
 def _telco_features() -> list[Feature]:
@@ -394,6 +414,11 @@ def calendar_features(model: str) -> frozenset[str]:
     return frozenset(f.name for f in features_of(model) if f.aggregation == "calendar")
 
 
+def history_features(model: str) -> frozenset[str]:
+    """Features that grow with the observed history (drift is measured, never alerted on)."""
+    return frozenset(f.name for f in features_of(model) if f.grows_with_history)
+
+
 def feature_versions(model: str) -> dict[str, int]:
     return {f.name: f.version for f in features_of(model)}
 
@@ -407,12 +432,13 @@ def registry_hash(model: str) -> str:
 def catalogue_markdown(model: str) -> str:
     """The feature catalogue of one model as a markdown table (shown in the Dagster UI)."""
     rows = [
-        "| feature | window | aggregation | dtype | version | owner | description |",
-        "|---|---|---|---|---|---|---|",
+        "| feature | window | aggregation | dtype | version | owner | drift alerts | description |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows += [
         f"| `{f.name}` | {f'{f.window}d' if f.window else '-'} | {f.aggregation} | {f.dtype} "
-        f"| {f.version} | {f.owner} | {f.description} |"
+        f"| {f.version} | {f.owner} | {'no (grows with history)' if f.grows_with_history else 'yes'} "
+        f"| {f.description} |"
         for f in features_of(model)
     ]
     return "\n".join(rows)
@@ -444,6 +470,7 @@ def render_dbt_yaml() -> str:
                     "dtype": f.dtype,
                     "owner": f.owner,
                     "feature_version": f.version,
+                    "grows_with_history": f.grows_with_history,
                 },
             )
             for f in features_of(model.name)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from churn_assets.lib import drift
+from churn_assets.lib import drift, features_registry
 from churn_assets.lib.drift_report import render_html
 
 
@@ -116,6 +116,43 @@ def _kwargs(summary: drift.DriftSummary, reference: dict, current: dict) -> dict
         "reference_scores": None,
         "current_scores": None,
     }
+
+
+def test_measured_only_features_are_reported_but_never_raise_the_status() -> None:
+    rng = np.random.default_rng(4)
+    reference = {"tenure": rng.normal(size=2_000), "b": rng.normal(size=2_000), "c": ["x"] * 2_000}
+    current = {"tenure": rng.normal(3, 1, 1_000), "b": rng.normal(size=1_000), "c": ["x"] * 1_000}
+    kwargs = {
+        "partition": "2011-12-01",
+        "model_name": "churn-retail",
+        "model_version": "1",
+        "training_set": "v1",
+        "reference": reference,
+        "current": current,
+        "numeric_features": ["tenure", "b"],
+        "categorical_features": ["c"],
+        "reference_scores": None,
+        "current_scores": None,
+        "share_alert": 0.3,
+    }
+    alerting = drift.summarize(**kwargs)
+    assert (alerting.status, alerting.drifted_features) == ("alert", ["tenure"])
+
+    measured = drift.summarize(**kwargs, measured_only={"tenure"})
+    (tenure,) = [f for f in measured.features if f.feature == "tenure"]
+    assert tenure.status == "alert" and tenure.psi > 0.2  # still measured, same statistic
+    assert not tenure.alerting and not tenure.drifted
+    assert (measured.status, measured.drifted_features, measured.share_drifted) == ("ok", [], 0.0)
+    assert measured.to_dict()["features"][0]["alerting"] is False
+    assert "grows with history, not alerted" in render_html(measured)
+
+
+def test_history_features_are_the_cumulative_ones() -> None:
+    history = features_registry.history_features("fct_retail_features")
+    assert {"tenure_days", "lifetime_invoices", "lifetime_revenue"} <= history
+    windowed = {f.name for f in features_registry.features_of("fct_retail_features") if f.window}
+    assert not history & windowed  # bounded windows are comparable month to month: they alert
+    assert not features_registry.history_features("fct_telco_features")
 
 
 def test_population_volume_change_drives_status() -> None:

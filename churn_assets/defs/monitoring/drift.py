@@ -90,6 +90,7 @@ def compute_drift(
         psi_warn=config.psi_warn,
         psi_alert=config.psi_alert,
         share_alert=config.share_drifted_alert,
+        measured_only=features_registry.history_features("fct_retail_features"),
         reference_rows_per_month=float(
             np.mean(reference.group_by("observation_date").len()["len"].to_numpy())
         ),
@@ -110,6 +111,7 @@ def drift_table(summary: DriftSummary) -> dg.TableMetadataValue:
                     "statistic": round(f.psi, 5),
                     "p_value": None,
                     "status": f.status,
+                    "alerting": f.alerting,
                     "drifted": f.drifted,
                 }
             )
@@ -123,6 +125,7 @@ def drift_table(summary: DriftSummary) -> dg.TableMetadataValue:
                         "statistic": round(f.ks_statistic, 5),
                         "p_value": f.ks_pvalue,
                         "status": "info",
+                        "alerting": False,
                         "drifted": False,
                     }
                 )
@@ -135,6 +138,7 @@ def drift_table(summary: DriftSummary) -> dg.TableMetadataValue:
                 "statistic": round(summary.volume_change, 5),
                 "p_value": None,
                 "status": summary.volume_status,
+                "alerting": True,
                 "drifted": summary.volume_status == "alert",
             }
         )
@@ -146,6 +150,7 @@ def drift_table(summary: DriftSummary) -> dg.TableMetadataValue:
             dg.TableColumn("statistic", "float"),
             dg.TableColumn("p_value", "float"),
             dg.TableColumn("status", "string"),
+            dg.TableColumn("alerting", "bool"),
             dg.TableColumn("drifted", "bool"),
         ]
     )
