@@ -276,17 +276,16 @@ class Alert:
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, after_id: int) -> list[Alert]:
-    """Failed alert-check evaluations newer than ``after_id``, oldest first."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+    """Failed alert-check evaluations newer than ``after_id``, oldest first.
 
+    Reads the 100 newest evaluations per check and filters on ``passed``: the sensor ticks every
+    30 s with a cursor, so no new failure can fall outside that window.
+    """
     alerts = []
     for key in ALERT_CHECKS:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=100, status={AssetCheckExecutionRecordStatus.FAILED}
-        )
-        for record in records:
+        for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=100):
             evaluation = record.event.asset_check_evaluation if record.event else None
-            if record.id <= after_id or evaluation is None:
+            if record.id <= after_id or evaluation is None or evaluation.passed:
                 continue
             metadata = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
             alerts.append(
