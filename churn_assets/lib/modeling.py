@@ -15,6 +15,7 @@ Evaluation protocols (fixed here, documented in the README):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -148,6 +149,27 @@ def anchored_out_of_time_dates(newest_matured: date, horizon_days: int) -> tuple
     return train_end, test_start, test_end
 
 
+def out_of_time_blocker(matured_dates: Sequence[date], horizon_days: int) -> str | None:
+    """Why the default out-of-time split cannot be formed from these matured dates, else None.
+
+    A validation fold trains only on dates at least one horizon before it, so the training dates
+    must span more than one horizon. Early in a replay they do not; the retraining sensor asks
+    this first instead of launching a run that is bound to fail.
+    """
+    if not matured_dates:
+        return "no observation date has a matured label yet"
+    train_end, _, _ = anchored_out_of_time_dates(max(matured_dates), horizon_days)
+    train = sorted(d for d in matured_dates if d <= train_end)
+    if not train or train[-1] - timedelta(days=horizon_days) < train[0]:
+        span = f"{train[0]} .. {train[-1]}" if train else "none"
+        return (
+            f"not enough matured history for an out-of-time split: training dates {span} "
+            f"(newest matured {max(matured_dates)}) do not span the {horizon_days}-day horizon "
+            "a time-ordered validation fold needs"
+        )
+    return None
+
+
 def split_out_of_time(
     ts: TrainingSet,
     frame: pl.DataFrame,
@@ -184,7 +206,11 @@ def split_out_of_time(
         if len(fit_rows) and len(np.unique(y[idx_train][fit_rows])) == 2:
             folds.append((fit_rows, val_rows))
     if not folds:
-        raise ValueError("no time-ordered validation fold fits inside the training dates")
+        raise ValueError(
+            "no time-ordered validation fold fits inside the training dates "
+            f"{train_dates[0]} .. {train_dates[-1]}: each fold trains only on dates at least "
+            f"{horizon_days} days before it"
+        )
     return DataSplit(
         protocol="out_of_time",
         x_train=x.iloc[idx_train].reset_index(drop=True),

@@ -24,7 +24,7 @@ from churn_assets import replay
 from churn_assets.defs.monitoring import sensors
 from churn_assets.lib import features_registry
 from churn_assets.lib.registry_models import CHAMPION, registered_model_name
-from churn_assets.resources import AlertNotifier
+from churn_assets.resources import AlertNotifier, DuckDBResource
 from churn_assets.settings import REPO_ROOT
 from churn_assets_tests.monitoring.conftest import MonitoringEnv
 from churn_assets_tests.monitoring.fixtures import CUSTOMERS, FEATURE_MODEL, NUMERIC
@@ -191,7 +191,11 @@ def test_replayed_month_is_ingested_once_and_becomes_scoreable(
 
 def _retraining_tick(env: MonitoringEnv, cursor: str | None) -> dg.SensorResult:
     result = sensors.retail_retraining_sensor(
-        dg.build_sensor_context(instance=env.instance, cursor=cursor)
+        dg.build_sensor_context(
+            instance=env.instance,
+            cursor=cursor,
+            resources={"duckdb": DuckDBResource(path=str(env.settings.duckdb_path))},
+        )
     )
     assert isinstance(result, dg.SensorResult)
     return result
@@ -220,6 +224,26 @@ def test_drift_alert_launches_exactly_one_retraining(monitoring_env: MonitoringE
     decision = client.get_model_version(MODEL, "2").tags["promotion.decision"]
     champion = str(client.get_model_version_by_alias(MODEL, CHAMPION).version)
     assert (decision, champion) in {("champion", "2"), ("challenger", "1")}
+
+
+def test_retraining_waits_for_enough_matured_history(tmp_path: Path) -> None:
+    """Early in a replay an alert must not launch a retraining run that cannot split the data."""
+    resource = DuckDBResource(path=str(tmp_path / "early.duckdb"))
+    assert sensors.retraining_blocker(resource) == f"{resource.path} does not exist yet"
+    with resource.connect() as con:
+        con.execute("CREATE SCHEMA features")
+    assert sensors.retraining_blocker(resource) == f"{sensors.TRAINING_SPINE} does not exist yet"
+    with resource.connect() as con:
+        con.execute(
+            f"CREATE TABLE {sensors.TRAINING_SPINE} AS SELECT DISTINCT "
+            "CAST(d AS DATE) AS observation_date FROM range(DATE '2010-03-01', "
+            "DATE '2010-12-01', INTERVAL 1 MONTH) AS t(d)"
+        )
+    reason = sensors.retraining_blocker(resource)
+    assert reason is not None and "not enough matured history" in reason
+    with resource.connect() as con:
+        con.execute(f"INSERT INTO {sensors.TRAINING_SPINE} VALUES (DATE '2010-12-01')")
+    assert sensors.retraining_blocker(resource) is None
 
 
 RUN_MONTH = """

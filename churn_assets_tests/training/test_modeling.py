@@ -141,15 +141,31 @@ def test_logged_model_loads_back_and_reproduces_predictions(
 
 
 def test_anchored_split_reproduces_the_documented_dates_and_always_keeps_the_gap() -> None:
-    from datetime import date, timedelta
-
-    from churn_assets.lib.modeling import anchored_out_of_time_dates
-
-    assert anchored_out_of_time_dates(date(2011, 9, 1), 90) == (
+    assert modeling.anchored_out_of_time_dates(date(2011, 9, 1), 90) == (
         date(2011, 3, 1),
         date(2011, 6, 1),
         date(2011, 9, 1),
     )
     for month in range(1, 13):
-        train_end, test_start, _ = anchored_out_of_time_dates(date(2011, month, 1), 90)
+        train_end, test_start, _ = modeling.anchored_out_of_time_dates(date(2011, month, 1), 90)
         assert train_end + timedelta(days=90) <= test_start
+
+
+def _months(first: date, last: date) -> list[date]:
+    months = [first]
+    while months[-1] < last:
+        previous = months[-1]
+        months.append(date(previous.year + previous.month // 12, previous.month % 12 + 1, 1))
+    return months
+
+
+def test_retraining_is_blocked_until_training_dates_span_the_horizon() -> None:
+    """Replay as of 2011-02-01: labels matured up to 2010-11-01, so the anchored split trains
+    on 2010-03 .. 2010-05 only, and no fold can train 90 days before its validation month."""
+    early = _months(date(2010, 3, 1), date(2010, 11, 1))
+    reason = modeling.out_of_time_blocker(early, 90)
+    assert reason is not None and "2010-03-01 .. 2010-05-01" in reason
+    assert modeling.out_of_time_blocker([], 90) == "no observation date has a matured label yet"
+    # One more matured month puts train_end at 2010-06-01, 92 days after the first date.
+    assert modeling.out_of_time_blocker([*early, date(2010, 12, 1)], 90) is None
+    assert modeling.out_of_time_blocker(_months(date(2010, 3, 1), date(2011, 9, 1)), 90) is None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from duckdb import CatalogException
 
 from churn_assets.defs.monitoring.drift import DRIFT_CHECK
 from churn_assets.defs.monitoring.jobs import (
@@ -30,11 +31,12 @@ from churn_assets.defs.monitoring.jobs import (
     retail_retraining_job,
 )
 from churn_assets.defs.monitoring.performance import DECAY_CHECK
+from churn_assets.lib import modeling
 from churn_assets.lib.contracts import ContractViolation, validate_retail_file
 from churn_assets.lib.metadata import sha256_file
 from churn_assets.partitions import observation_months
 from churn_assets.replay import month_after, read_state
-from churn_assets.resources import AlertNotifier
+from churn_assets.resources import AlertNotifier, DuckDBResource
 from churn_assets.settings import Settings, get_settings
 
 TAG_SOURCE_FILE = "churn/source_file"
@@ -44,6 +46,7 @@ TAG_DATA_AS_OF = "churn/data_as_of"
 TAG_TRIGGER = "churn/retraining_trigger"
 FULL_HISTORY = "full-history"
 RETRAIN_COOLDOWN_MONTHS = 2
+TRAINING_SPINE = "features.fct_retail_training_spine"
 """After retraining on an alert for month T, alerts on the same model before T + 2 months are
 only logged: the retrained model needs a month of its own before it can be judged."""
 
@@ -299,6 +302,21 @@ def failed_check_alerts(instance: dg.DagsterInstance, after_id: int) -> list[Ale
     return sorted(alerts, key=lambda a: a.record_id)
 
 
+def retraining_blocker(duckdb: DuckDBResource) -> str | None:
+    """Why a retraining run would fail on the current matured history (see the split rules)."""
+    if not Path(duckdb.path).exists():
+        return f"{duckdb.path} does not exist yet"
+    with duckdb.connect(read_only=True) as con:
+        try:
+            rows = con.execute(
+                f"SELECT DISTINCT observation_date FROM {TRAINING_SPINE} ORDER BY 1"
+            ).fetchall()
+        except CatalogException:
+            return f"{TRAINING_SPINE} does not exist yet"
+    matured = [row[0] for row in rows]
+    return modeling.out_of_time_blocker(matured, get_settings().label_horizon_days)
+
+
 def _months_between(earlier: str, later: str) -> int:
     a, b = date.fromisoformat(earlier), date.fromisoformat(later)
     return (b.year - a.year) * 12 + b.month - a.month
@@ -312,7 +330,9 @@ def _months_between(earlier: str, later: str) -> int:
     description="Launch retraining (training set → train → evaluate → promotion gate) once per "
     "failed drift_alert / performance_decay check, with a cooldown per model version.",
 )
-def retail_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def retail_retraining_sensor(
+    context: dg.SensorEvaluationContext, duckdb: DuckDBResource
+) -> dg.SensorResult:
     if context.cursor is None:
         # First evaluation: alerts already in history (e.g. from `make run`'s backfill of every
         # month) are the baseline, not news; retraining on all of them at once helps nobody.
@@ -322,7 +342,11 @@ def retail_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRe
     last: dict[str, str] = cursor["last"]  # model version → month that triggered retraining
     requests = []
     alerts = failed_check_alerts(context.instance, cursor["after_id"])
+    blocker = retraining_blocker(duckdb) if alerts else None
     for alert in alerts:
+        if blocker is not None:
+            context.log.warning(f"{alert.check} {alert.partition}: not retraining, {blocker}")
+            continue
         previous = last.get(alert.model_version)
         if (
             previous is not None
@@ -344,5 +368,7 @@ def retail_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRe
         )
     after_id = max([cursor["after_id"], *(a.record_id for a in alerts)])
     return dg.SensorResult(
-        run_requests=requests, cursor=json.dumps({"after_id": after_id, "last": last})
+        run_requests=requests,
+        skip_reason=blocker if alerts and not requests else None,
+        cursor=json.dumps({"after_id": after_id, "last": last}),
     )
