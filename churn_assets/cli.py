@@ -17,6 +17,8 @@ import dagster as dg
 
 from churn_assets.settings import REPO_ROOT, get_settings
 
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
 
 def _ensure_dagster_home() -> None:
     """Default to the project-local instance, so a bare ``python -m churn_assets.cli`` works too."""
@@ -47,13 +49,28 @@ def _graph() -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
 
 
 def _execute(
-    defs: dg.Definitions, name: str, keys: Sequence[dg.AssetKey], partition_key: str | None = None
+    defs: dg.Definitions,
+    name: str,
+    keys: Sequence[dg.AssetKey],
+    partition_key: str | None = None,
+    partition_range: tuple[str, str] | None = None,
 ) -> bool:
     job = dg.Definitions.merge(
         defs, dg.Definitions(jobs=[dg.define_asset_job(name, selection=list(keys))])
     ).resolve_job_def(name)
+    tags = (
+        {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+        if partition_range
+        else None
+    )
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(), raise_on_error=False, partition_key=partition_key
+        instance=dg.DagsterInstance.get(),
+        raise_on_error=False,
+        partition_key=partition_key,
+        tags=tags,
     )
     return result.success
 
@@ -70,16 +87,31 @@ def run() -> int:
     if not _execute(defs, "main_job", unpartitioned):
         print("main job failed: see `make ui` → Runs for the failing step", file=sys.stderr)
         return 1
-    if partitioned:
-        graph = defs.resolve_asset_graph()
-        partitions_def = graph.get(partitioned[0]).partitions_def
-        assert partitions_def is not None
-        for key in partitions_def.get_partition_keys():
-            if not _execute(defs, "monthly_job", partitioned, partition_key=key):
-                print(f"monthly job failed for {key}", file=sys.stderr)
-                return 1
+    if partitioned and not _run_months(defs, partitioned):
+        return 1
     failed = print_summary(defs, [*unpartitioned, *partitioned], time.perf_counter() - started)
     return 1 if failed else 0
+
+
+def _run_months(defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]) -> bool:
+    """Assets whose backfill policy is a single run take every month in one run (as a UI
+    backfill would); the rest (scoring, drift, realized performance) run month by month."""
+    graph = defs.resolve_asset_graph()
+    partitions_def = graph.get(partitioned[0]).partitions_def
+    assert partitions_def is not None
+    months = partitions_def.get_partition_keys()
+    single_run = [k for k in partitioned if graph.get(k).backfill_policy == SINGLE_RUN]
+    per_month = [k for k in partitioned if k not in single_run]
+    if single_run and not _execute(
+        defs, "monthly_backfill_job", single_run, partition_range=(months[0], months[-1])
+    ):
+        print(f"backfill of {months[0]} .. {months[-1]} failed", file=sys.stderr)
+        return False
+    for key in months if per_month else []:
+        if not _execute(defs, "monthly_job", per_month, partition_key=key):
+            print(f"monthly job failed for {key}", file=sys.stderr)
+            return False
+    return True
 
 
 def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: float) -> int:
