@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,24 +74,40 @@ def test_categorical_psi_counts_unseen_categories() -> None:
     assert row.status == "alert"
 
 
+def _inputs(
+    reference: dict[str, Any], numeric: list[str], categorical: list[str], **extra: Any
+) -> dict[str, Any]:
+    """Keyword arguments of :func:`drift.summarize` for one month, without scores by default."""
+    return {
+        "partition": "2011-12-01",
+        "model_name": "churn-retail",
+        "model_version": "1",
+        "training_set": "v1",
+        "reference": reference,
+        "numeric_features": numeric,
+        "categorical_features": categorical,
+        "reference_scores": None,
+        "current_scores": None,
+        **extra,
+    }
+
+
 def test_summary_thresholds_share_and_report() -> None:
     rng = np.random.default_rng(2)
     reference = {"a": rng.normal(size=2_000), "b": rng.normal(size=2_000), "c": ["x", "y"] * 1_000}
     current = {"a": rng.normal(3, 1, 1_000), "b": rng.normal(size=1_000), "c": ["x", "y"] * 500}
     summary = drift.summarize(
-        partition="2011-12-01",
-        model_name="churn-retail",
-        model_version="1",
-        training_set="v1",
-        reference=reference,
-        current=current,
-        numeric_features=["a", "b"],
-        categorical_features=["c"],
-        reference_scores=rng.uniform(size=2_000),
-        current_scores=rng.uniform(size=1_000),
-        psi_warn=0.1,
-        psi_alert=0.2,
-        share_alert=0.3,
+        **_inputs(
+            reference,
+            ["a", "b"],
+            ["c"],
+            current=current,
+            reference_scores=rng.uniform(size=2_000),
+            current_scores=rng.uniform(size=1_000),
+            psi_warn=0.1,
+            psi_alert=0.2,
+            share_alert=0.3,
+        )
     )
     assert summary.drifted_features == ["a"]
     assert summary.share_drifted == pytest.approx(1 / 3)
@@ -99,42 +116,17 @@ def test_summary_thresholds_share_and_report() -> None:
     html = render_html(summary)
     assert html.count("data:image/png;base64,") == 4  # score + three features
     assert "ALERT" in html
-    relaxed = drift.summarize(**{**_kwargs(summary, reference, current), "share_alert": 0.5})
+    relaxed = drift.summarize(
+        **_inputs(reference, ["a", "b"], ["c"], current=current, share_alert=0.5)
+    )
     assert relaxed.status == "warn"
-
-
-def _kwargs(summary: drift.DriftSummary, reference: dict, current: dict) -> dict:
-    return {
-        "partition": summary.partition,
-        "model_name": summary.model_name,
-        "model_version": summary.model_version,
-        "training_set": summary.training_set,
-        "reference": reference,
-        "current": current,
-        "numeric_features": ["a", "b"],
-        "categorical_features": ["c"],
-        "reference_scores": None,
-        "current_scores": None,
-    }
 
 
 def test_measured_only_features_are_reported_but_never_raise_the_status() -> None:
     rng = np.random.default_rng(4)
     reference = {"tenure": rng.normal(size=2_000), "b": rng.normal(size=2_000), "c": ["x"] * 2_000}
     current = {"tenure": rng.normal(3, 1, 1_000), "b": rng.normal(size=1_000), "c": ["x"] * 1_000}
-    kwargs = {
-        "partition": "2011-12-01",
-        "model_name": "churn-retail",
-        "model_version": "1",
-        "training_set": "v1",
-        "reference": reference,
-        "current": current,
-        "numeric_features": ["tenure", "b"],
-        "categorical_features": ["c"],
-        "reference_scores": None,
-        "current_scores": None,
-        "share_alert": 0.3,
-    }
+    kwargs = _inputs(reference, ["tenure", "b"], ["c"], current=current, share_alert=0.3)
     alerting = drift.summarize(**kwargs)
     assert (alerting.status, alerting.drifted_features) == ("alert", ["tenure"])
 
@@ -157,19 +149,7 @@ def test_history_features_are_the_cumulative_ones() -> None:
 
 def test_population_volume_change_drives_status() -> None:
     rng = np.random.default_rng(3)
-    reference = {"a": rng.normal(size=1_000)}
-    kwargs = {
-        "partition": "2011-12-01",
-        "model_name": "churn-retail",
-        "model_version": "1",
-        "training_set": "v1",
-        "reference": reference,
-        "numeric_features": ["a"],
-        "categorical_features": [],
-        "reference_scores": None,
-        "current_scores": None,
-        "reference_rows_per_month": 100.0,
-    }
+    kwargs = _inputs({"a": rng.normal(size=1_000)}, ["a"], [], reference_rows_per_month=100.0)
     peak = drift.summarize(**kwargs, current={"a": rng.normal(size=140)})
     assert peak.volume_change == pytest.approx(0.4)
     assert (peak.volume_status, peak.status) == ("alert", "alert")
