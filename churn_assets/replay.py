@@ -29,13 +29,10 @@ from pathlib import Path
 
 import polars as pl
 
+from churn_assets.lib.months import month_after
 from churn_assets.settings import Settings, get_settings
 
 LANDED_PATTERN = "retail_events_*.parquet"
-
-
-def month_after(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def landed_file_name(month: date) -> str:

@@ -135,6 +135,25 @@ MODELS: dict[str, FeatureModel] = {
 }
 
 
+def _windowed(
+    windows: tuple[int, ...], measures: list[tuple[str, str, Dtype, str]]
+) -> list[Feature]:
+    """One retail feature per (window, measure), named ``<measure>_<w>d``."""
+    return [
+        Feature(
+            name=f"{name}_{w}d",
+            entity=RETAIL,
+            source=RETAIL_MODEL,
+            window=w,
+            aggregation=aggregation,
+            dtype=dtype,
+            description=f"{text} in [T - {w}d, T).",
+        )
+        for w in windows
+        for name, aggregation, dtype, text in measures
+    ]
+
+
 def _retail_features() -> list[Feature]:
     windowed: list[tuple[str, str, Dtype, str]] = [
         ("invoices", "count_distinct", "integer", "Distinct purchase invoices"),
@@ -149,19 +168,7 @@ def _retail_features() -> list[Feature]:
             "Distinct stock codes purchased",
         ),
     ]
-    features = [
-        Feature(
-            name=f"{name}_{w}d",
-            entity=RETAIL,
-            source=RETAIL_MODEL,
-            window=w,
-            aggregation=aggregation,
-            dtype=dtype,
-            description=f"{text} in [T - {w}d, T).",
-        )
-        for w in WINDOWS
-        for name, aggregation, dtype, text in windowed
-    ]
+    features = _windowed(WINDOWS, windowed)
     lifetime: list[tuple[str, str, Dtype, str]] = [
         ("recency_days", "days_since_last", "integer", "Days from the last purchase day to T."),
         (
@@ -204,19 +211,7 @@ def _retail_features() -> list[Feature]:
         for name, aggregation, dtype, text in lifetime
     ]
     long_windowed: list[tuple[str, str, Dtype, str]] = windowed[0:1] + windowed[2:3]
-    features += [
-        Feature(
-            name=f"{name}_{w}d",
-            entity=RETAIL,
-            source=RETAIL_MODEL,
-            window=w,
-            aggregation=aggregation,
-            dtype=dtype,
-            description=f"{text} in [T - {w}d, T).",
-        )
-        for w in LONG_WINDOWS
-        for name, aggregation, dtype, text in long_windowed
-    ]
+    features += _windowed(LONG_WINDOWS, long_windowed)
     history: list[tuple[str, int | None, str, Dtype, str]] = [
         (
             "active_months_365d",

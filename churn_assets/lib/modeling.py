@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
+from churn_assets.lib.months import shift_months
 from churn_assets.lib.training_set import TrainingSet
 
 MISSING_CATEGORY = "__missing__"
@@ -133,19 +134,14 @@ def check_time_gap(train_dates: list[date], test_dates: list[date], horizon_days
         )
 
 
-def _months_before(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 - months
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def anchored_out_of_time_dates(newest_matured: date, horizon_days: int) -> tuple[date, date, date]:
     """(train_end, test_start, test_end): the last four matured months are the test period,
     and training ends at the newest month whose label horizon closes before the test starts."""
-    test_end = date(newest_matured.year, newest_matured.month, 1)
-    test_start = _months_before(test_end, 3)
-    train_end = _months_before(test_start, 3)
+    test_end = shift_months(newest_matured, 0)
+    test_start = shift_months(test_end, -3)
+    train_end = shift_months(test_start, -3)
     while train_end + timedelta(days=horizon_days) > test_start:
-        train_end = _months_before(train_end, 1)
+        train_end = shift_months(train_end, -1)
     return train_end, test_start, test_end
 
 

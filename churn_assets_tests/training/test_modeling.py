@@ -11,6 +11,7 @@ import pytest
 from churn_assets.lib import modeling
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.evaluation import evaluate
+from churn_assets.lib.months import months_between, shift_months
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.resources import MLflowResource
 
@@ -152,11 +153,7 @@ def test_anchored_split_reproduces_the_documented_dates_and_always_keeps_the_gap
 
 
 def _months(first: date, last: date) -> list[date]:
-    months = [first]
-    while months[-1] < last:
-        previous = months[-1]
-        months.append(date(previous.year + previous.month // 12, previous.month % 12 + 1, 1))
-    return months
+    return [shift_months(first, n) for n in range(months_between(first, last) + 1)]
 
 
 def test_retraining_is_blocked_until_training_dates_span_the_horizon() -> None:

@@ -34,8 +34,9 @@ from churn_assets.defs.monitoring.performance import DECAY_CHECK
 from churn_assets.lib import modeling
 from churn_assets.lib.contracts import ContractViolation, validate_retail_file
 from churn_assets.lib.metadata import sha256_file
+from churn_assets.lib.months import month_after, months_between
 from churn_assets.partitions import observation_months
-from churn_assets.replay import month_after, read_state
+from churn_assets.replay import read_state
 from churn_assets.resources import AlertNotifier, DuckDBResource
 from churn_assets.settings import Settings, get_settings
 
@@ -317,11 +318,6 @@ def retraining_blocker(duckdb: DuckDBResource) -> str | None:
     return modeling.out_of_time_blocker(matured, get_settings().label_horizon_days)
 
 
-def _months_between(earlier: str, later: str) -> int:
-    a, b = date.fromisoformat(earlier), date.fromisoformat(later)
-    return (b.year - a.year) * 12 + b.month - a.month
-
-
 @dg.sensor(
     name="retail_retraining_sensor",
     job=retail_retraining_job,
@@ -350,7 +346,9 @@ def retail_retraining_sensor(
         previous = last.get(alert.model_version)
         if (
             previous is not None
-            and 0 <= _months_between(previous, alert.partition) < RETRAIN_COOLDOWN_MONTHS
+            and 0
+            <= months_between(date.fromisoformat(previous), date.fromisoformat(alert.partition))
+            < RETRAIN_COOLDOWN_MONTHS
         ):
             context.log.info(
                 f"{alert.check} {alert.partition} v{alert.model_version}: in cooldown after {previous}"
