@@ -19,11 +19,16 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen
 	@touch $@
 
-# Headless Chromium for the browser test (Debian packages; browser downloads do not work here).
+# Debian packages the tests start for real: headless Chromium (browser test), redis-server (online
+# store, API, stream worker) and a Java 17 runtime (Spark). Browser downloads do not work here.
+DEBIAN_PACKAGES := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server openjdk-17-jre-headless:/usr/bin/java
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-		else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test"; exit 1; fi; \
+	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
+		[ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
 state:
