@@ -4,9 +4,11 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME := $(CURDIR)/.state/dagster
-export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/.state/mlflow/mlflow.db
+# Any DAGSTER_HOME works (`make run DAGSTER_HOME=/elsewhere`): the CLI gives it the project's
+# instance config. Everything else comes from CHURN_* settings (churn_assets/settings.py).
+export DAGSTER_HOME ?= $(CURDIR)/.state/dagster
 export MLFLOW_DISABLE_TELEMETRY := true
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/.state/mlflow/mlflow.db
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
@@ -31,24 +33,23 @@ system-deps:
 		else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-state:
-	@mkdir -p $(DAGSTER_HOME) .state/mlflow
-	@ln -sf ../../dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+state: install
+	@$(BIN)/python -m churn_assets.cli prepare
 
-run: install state
-	$(BIN)/python -m churn_assets.cli run
+# `make run DATASET=retail` runs one declared dataset's graph only.
+run: install
+	$(BIN)/python -m churn_assets.cli run $(if $(DATASET),--dataset $(DATASET))
 
-test: install state system-deps
+test: state system-deps
 	$(BIN)/pytest -n 2 --dist loadgroup
 
-test-fast: install state
+test-fast: state
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e and not browser"
 
-ui: install state
-	$(BIN)/python -m churn_assets.cli prepare
+ui: state
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
-mlflow-ui: install state
+mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -h 127.0.0.1 -p $(MLFLOW_PORT)
 
 # dbt's catalogue and lineage docs for the feature models (needs `make run` first for the catalog).
@@ -69,10 +70,10 @@ bench: install
 bench-models: install
 	$(BIN)/python -m benchmarks.model_budget
 
-replay-next: install state
+replay-next: install
 	$(BIN)/python -m churn_assets.replay next
 
-replay-status: install state
+replay-status: install
 	$(BIN)/python -m churn_assets.replay status
 
 clean:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -15,34 +16,48 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn_assets.settings import REPO_ROOT, get_settings
+from churn_assets.settings import REPO_ROOT, ChurnSettings, settings_from_env
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
-def _ensure_dagster_home() -> None:
-    """Default to the project-local instance, so a bare ``python -m churn_assets.cli`` works too."""
+def ensure_dagster_home() -> Path:
+    """Default to the project-local instance, so a bare ``python -m churn_assets.cli`` works
+    too; any ``DAGSTER_HOME`` gets the project's instance config (copied: a relative link
+    would dangle from wherever the user points it)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".state" / "dagster")))
+    home = home.resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    if config.is_symlink() and not config.exists():
+        config.unlink()
     if not config.exists():
-        config.symlink_to(REPO_ROOT / "dagster.yaml")
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", config)
+    return home
 
 
-def _prepare() -> None:
-    """Build the dbt manifest if it is missing (never at import time)."""
-    from churn_assets.defs.features.project import prepare_dbt_manifest
+def prepare() -> None:
+    """Re-parse every declared dataset's dbt manifest (never at import time)."""
+    from churn_assets.defs.features.project import prepare_manifest
+    from churn_assets.lib.datasets import load_declarations
 
-    prepare_dbt_manifest()
+    for spec in load_declarations().values():
+        prepare_manifest(spec)
 
 
-def _graph() -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
+def _graph(datasets: Sequence[str]) -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
     from churn_assets.definitions import defs as load_defs
 
     defs = load_defs()
     graph = defs.resolve_asset_graph()
     keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
-    materializable = [k for k in keys if graph.get(k).is_materializable]
+    materializable = [
+        k
+        for k in keys
+        if graph.get(k).is_materializable
+        and (not datasets or graph.get(k).tags.get("dataset") in datasets)
+    ]
     partitioned = [k for k in materializable if graph.get(k).partitions_def is not None]
     unpartitioned = [k for k in materializable if k not in partitioned]
     return defs, unpartitioned, partitioned
@@ -75,22 +90,38 @@ def _execute(
     return result.success
 
 
-def run() -> int:
+def run(datasets: Sequence[str] = ()) -> int:
     """Unpartitioned graph first (raw → dbt → training sets → models), then every month."""
-    settings = get_settings()
+    settings = settings_from_env()
     settings.ensure_dirs()
-    _ensure_dagster_home()
-    _prepare()
+    ensure_dagster_home()
+    prepare()
     started = time.perf_counter()
-    defs, unpartitioned, partitioned = _graph()
+    defs, unpartitioned, partitioned = _graph(datasets)
     print(f"materializing {len(unpartitioned)} assets, then {len(partitioned)} monthly assets")
     if not _execute(defs, "main_job", unpartitioned):
         print("main job failed: see `make ui` → Runs for the failing step", file=sys.stderr)
         return 1
-    if partitioned and not _run_months(defs, partitioned):
-        return 1
-    failed = print_summary(defs, [*unpartitioned, *partitioned], time.perf_counter() - started)
+    for keys in _by_partitions(defs, partitioned):
+        if not _run_months(defs, keys):
+            return 1
+    failed = print_summary(
+        defs, settings, [*unpartitioned, *partitioned], time.perf_counter() - started
+    )
     return 1 if failed else 0
+
+
+def _by_partitions(
+    defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]
+) -> list[list[dg.AssetKey]]:
+    """Partitioned assets grouped by their partitions (one group per events dataset)."""
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, list[dg.AssetKey]] = {}
+    for key in partitioned:
+        partitions_def = graph.get(key).partitions_def
+        assert isinstance(partitions_def, dg.DynamicPartitionsDefinition)
+        groups.setdefault(str(partitions_def.name), []).append(key)
+    return list(groups.values())
 
 
 def _run_months(defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]) -> bool:
@@ -98,8 +129,11 @@ def _run_months(defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]) -> boo
     backfill would); the rest (scoring, drift, realized performance) run month by month."""
     graph = defs.resolve_asset_graph()
     partitions_def = graph.get(partitioned[0]).partitions_def
-    assert partitions_def is not None
-    months = partitions_def.get_partition_keys()
+    assert isinstance(partitions_def, dg.DynamicPartitionsDefinition)
+    months = sorted(dg.DagsterInstance.get().get_dynamic_partitions(str(partitions_def.name)))
+    if not months:
+        print(f"{partitions_def.name}: no observation date: nothing to monitor", file=sys.stderr)
+        return False
     single_run = [k for k in partitioned if graph.get(k).backfill_policy == SINGLE_RUN]
     per_month = [k for k in partitioned if k not in single_run]
     if single_run and not _execute(
@@ -114,10 +148,11 @@ def _run_months(defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]) -> boo
     return True
 
 
-def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: float) -> int:
+def print_summary(
+    defs: dg.Definitions, settings: ChurnSettings, keys: Sequence[dg.AssetKey], seconds: float
+) -> int:
     """Print what was built and where to look; return the number of failed ERROR checks."""
     instance = dg.DagsterInstance.get()
-    settings = get_settings()
     graph = defs.resolve_asset_graph()
     print(f"\nBuilt {len(keys)} assets in {seconds:.0f}s\n")
     print(f"{'group':<12} {'asset':<40} rows / key figure")
@@ -131,7 +166,7 @@ def print_summary(defs: dg.Definitions, keys: Sequence[dg.AssetKey], seconds: fl
                 f"{name}={getattr(metadata[name], 'value', metadata[name])}"
                 for name in (
                     "dagster/row_count",
-                    "roc_auc",
+                    "chosen",
                     "test_roc_auc",
                     "decision",
                     "share_drifted",
@@ -173,11 +208,15 @@ def _check_outcomes(instance: dg.DagsterInstance, graph: dg.AssetGraph) -> tuple
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="churn_assets")
     parser.add_argument("command", choices=["run", "prepare"])
+    parser.add_argument(
+        "--dataset", action="append", default=[], help="only this dataset (repeatable)"
+    )
     args = parser.parse_args(argv)
     if args.command == "prepare":
-        _prepare()
+        ensure_dagster_home()
+        prepare()
         return 0
-    return run()
+    return run(args.dataset)
 
 
 if __name__ == "__main__":

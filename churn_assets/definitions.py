@@ -1,17 +1,29 @@
-"""The code location: every stage under ``defs/`` plus the shared resources."""
-
-from __future__ import annotations
+"""The code location: every declared dataset's graph (components under ``defs/datasets``), the
+shared definitions under ``defs/`` and the resources, built from the settings."""
 
 from pathlib import Path
 
 import dagster as dg
 
+from churn_assets.components.dataset import build_dataset_defs
+from churn_assets.defs.features.project import dbt_resource
+from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.resources import build_resources
+from churn_assets.settings import ChurnSettings, settings_from_env
+
+
+def build_definitions(
+    settings: ChurnSettings, extra_datasets: tuple[DatasetSpec, ...] = ()
+) -> dg.Definitions:
+    """The whole code location for these settings; tests pass their own settings (and may add
+    datasets declared elsewhere) instead of patching the environment."""
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent),
+        *(build_dataset_defs(spec) for spec in extra_datasets),
+        dg.Definitions(resources={**build_resources(settings), "dbt": dbt_resource()}),
+    )
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions.merge(
-        dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
-        dg.Definitions(resources=build_resources()),
-    )
+    return build_definitions(settings_from_env())

@@ -1,16 +1,21 @@
-"""Time is the axis: one partition per observation month (the first day of the month)."""
+"""Time is the axis of an events dataset: one partition per observation date (a month start).
+
+The calendar comes from the data (see :func:`churn_assets.lib.datasets.observation_calendar`),
+so the partitions are dynamic: the raw asset adds the dates its load makes observable and
+removes the ones past the data (a replay cut), and a month without data never becomes a
+partition that would score everyone as churned.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from churn_assets.lib.months import month_after
-from churn_assets.settings import get_settings
+from churn_assets.lib.datasets import DatasetSpec
 
-_settings = get_settings()
 
-observation_months = dg.MonthlyPartitionsDefinition(
-    start_date=_settings.observation_start.isoformat(),
-    end_date=month_after(_settings.observation_end).isoformat(),
-    fmt="%Y-%m-%d",
-)
+def partitions_name(spec: DatasetSpec) -> str:
+    return spec.key("observation_dates")
+
+
+def observation_dates(spec: DatasetSpec) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=partitions_name(spec))

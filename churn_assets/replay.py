@@ -1,17 +1,17 @@
-"""Replay the real Online Retail II history month by month, as if it arrived live.
+"""Replay an events dataset's real history month by month, as if it arrived live.
 
-``start --as-of 2011-01-01`` cuts the bundled archive at the as-of date (the raw asset reads
-``{"as_of": ...}`` from the replay state file) and clears landed files; each ``next`` drops the
-following month's *real* events into the landing folder as ``retail_events_YYYY-MM.parquet``,
-where the new-data sensor validates, accepts and ingests it. ``reset`` returns to full history.
+``start --as-of 2011-01-01`` cuts the dataset's declared files at the as-of date (the raw asset
+reads the dataset's replay state) and clears replayed deliveries; each ``next`` drops the
+following month's *real* rows, in the user's own file format, into the dataset's landing folder
+as ``<dataset>_events_YYYY-MM.parquet``, where the landing sensor validates, accepts and ingests
+it. ``reset`` returns to the full history.
 
-The state file also carries ``next_month`` (replay progress) and ``session`` (changes on every
-start/reset so the sensor re-ingests identical files after a restart instead of treating them
-as duplicates of the previous replay).
+The state file also carries ``next_month`` (progress) and ``session`` (changes on every
+start/reset so the landing sensor reloads the raw table for the new history).
 
 Usage::
 
-    python -m churn_assets.replay start --as-of 2011-01-01
+    python -m churn_assets.replay start --as-of 2011-01-01 [--dataset retail]
     python -m churn_assets.replay next [--months N]
     python -m churn_assets.replay status
     python -m churn_assets.replay reset
@@ -29,14 +29,16 @@ from pathlib import Path
 
 import polars as pl
 
+from churn_assets.lib import landing
+from churn_assets.lib.contracts.events import event_times
+from churn_assets.lib.contracts.files import read_table
+from churn_assets.lib.datasets import DatasetSpec, load_declarations
 from churn_assets.lib.months import month_after
-from churn_assets.settings import Settings, get_settings
-
-LANDED_PATTERN = "retail_events_*.parquet"
+from churn_assets.settings import ChurnSettings, settings_from_env
 
 
-def landed_file_name(month: date) -> str:
-    return f"retail_events_{month:%Y-%m}.parquet"
+def landed_file_name(spec: DatasetSpec, month: date) -> str:
+    return f"{spec.name}_events_{month:%Y-%m}.parquet"
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,9 @@ class ReplayState:
         )
 
 
-def read_state(settings: Settings) -> ReplayState | None:
-    """The current replay, or None when the platform runs on the full history."""
-    path = settings.replay_state_file
+def read_state(settings: ChurnSettings, dataset: str) -> ReplayState | None:
+    """The dataset's current replay, or None when it runs on its full history."""
+    path = settings.replay_state_file(dataset)
     if not path.exists():
         return None
     raw = json.loads(path.read_text())
@@ -77,101 +79,115 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def archive_bounds(settings: Settings) -> tuple[datetime, datetime]:
-    row = (
-        pl.scan_parquet(settings.retail_parquet)
-        .select(pl.col("invoice_ts").min().alias("lo"), pl.col("invoice_ts").max().alias("hi"))
-        .collect()
-        .row(0)
-    )
-    return row[0], row[1]
+def _archive(spec: DatasetSpec) -> tuple[pl.DataFrame, pl.Series]:
+    """The declared files in the user's shape, and each row's event time."""
+    frames = [read_table(p, spec.file_format(p)) for p in spec.source_files()]
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    return frame, event_times(spec, frame)
 
 
-def _clear_landed(settings: Settings) -> list[Path]:
-    """Remove replayed months from the landing and accepted folders (quarantine is kept)."""
-    removed = []
-    for folder in (settings.landing_dir, settings.accepted_dir):
-        for path in sorted(folder.glob(LANDED_PATTERN)):
-            path.unlink()
-            removed.append(path)
-    return removed
+def archive_bounds(spec: DatasetSpec) -> tuple[datetime, datetime]:
+    _, times = _archive(spec)
+    first, last = times.min(), times.max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    return first, last
 
 
-def start(settings: Settings, as_of: date) -> ReplayState:
+def _pattern(spec: DatasetSpec) -> str:
+    return f"{spec.name}_events_*.parquet"
+
+
+def start(settings: ChurnSettings, spec: DatasetSpec, as_of: date) -> ReplayState:
     """Begin a replay: history before ``as_of`` is known, later months arrive via ``next``."""
+    if spec.kind != "events":
+        raise ValueError(f"{spec.name} is a snapshot dataset: only events can be replayed")
     if as_of.day != 1:
         raise ValueError(f"--as-of must be the first day of a month, got {as_of}")
-    first, last = archive_bounds(settings)
+    first, last = archive_bounds(spec)
     if not first.date() < as_of <= last.date():
         raise ValueError(
             f"--as-of {as_of} is outside the archive ({first:%Y-%m-%d}..{last:%Y-%m-%d})"
         )
     settings.ensure_dirs()
-    _clear_landed(settings)
+    landing.clear(settings.landing(spec.name), _pattern(spec))
     state = ReplayState(as_of=as_of, next_month=as_of, session=uuid.uuid4().hex[:12])
-    _write_atomic(settings.replay_state_file, state.to_json())
+    _write_atomic(settings.replay_state_file(spec.name), state.to_json())
     return state
 
 
-def next_month(settings: Settings) -> Path | None:
-    """Drop the next month's real events into the landing folder; None when history is done."""
-    state = read_state(settings)
+def next_month(settings: ChurnSettings, spec: DatasetSpec) -> Path | None:
+    """Drop the next month's real rows into the landing folder; None when history is done."""
+    state = read_state(settings, spec.name)
     if state is None:
         raise RuntimeError(
             "no replay in progress: run `python -m churn_assets.replay start --as-of YYYY-MM-01`"
         )
-    _, last = archive_bounds(settings)
+    frame, times = _archive(spec)
+    last = times.max()
+    assert isinstance(last, datetime)
     if state.next_month > last.date():
         return None
     month_end = month_after(state.next_month)
-    events = (
-        pl.scan_parquet(settings.retail_parquet)
-        .filter(
-            (pl.col("invoice_ts") >= datetime.combine(state.next_month, datetime.min.time()))
-            & (pl.col("invoice_ts") < datetime.combine(month_end, datetime.min.time()))
-        )
-        .collect()
+    window = (times >= datetime.combine(state.next_month, datetime.min.time())) & (
+        times < datetime.combine(month_end, datetime.min.time())
     )
-    settings.landing_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.landing_dir / landed_file_name(state.next_month)
+    folders = settings.landing(spec.name).ensure()
+    target = folders.incoming / landed_file_name(spec, state.next_month)
     # Written under a dot-name and renamed, so the sensor never sees a half-written parquet.
     tmp = target.with_name(f".{target.name}.tmp")
-    events.write_parquet(tmp)
+    frame.filter(window).write_parquet(tmp)
     tmp.replace(target)
     _write_atomic(
-        settings.replay_state_file,
+        settings.replay_state_file(spec.name),
         ReplayState(state.as_of, month_end, state.session).to_json(),
     )
     return target
 
 
-def reset(settings: Settings) -> None:
-    """Back to the full bundled history: no state file, no replayed months."""
-    _clear_landed(settings)
-    settings.replay_state_file.unlink(missing_ok=True)
+def reset(settings: ChurnSettings, spec: DatasetSpec) -> None:
+    """Back to the full history: no state file, no replayed months."""
+    landing.clear(settings.landing(spec.name), _pattern(spec))
+    settings.replay_state_file(spec.name).unlink(missing_ok=True)
 
 
-def status(settings: Settings) -> dict[str, object]:
-    state = read_state(settings)
+def status(settings: ChurnSettings, spec: DatasetSpec) -> dict[str, object]:
+    state = read_state(settings, spec.name)
+    folders = settings.landing(spec.name)
 
-    def names(folder: Path, pattern: str = "*.parquet") -> list[str]:
-        return sorted(p.name for p in folder.glob(pattern)) if folder.exists() else []
+    def names(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.exists() else []
 
     return {
+        "dataset": spec.name,
         "mode": "replay" if state else "full history",
         "as_of": state.as_of.isoformat() if state else None,
         "next_month": state.next_month.isoformat() if state else None,
         "session": state.session if state else None,
-        "waiting_in_landing": names(settings.landing_dir),
-        "accepted": names(settings.accepted_dir),
-        "quarantined": names(settings.quarantine_dir),
+        "waiting_in_landing": names(folders.incoming),
+        "pending": names(folders.pending),
+        "accepted": [p.name for p in landing.accepted(folders)],
+        "quarantined": names(folders.quarantine),
     }
+
+
+def events_dataset(name: str | None) -> DatasetSpec:
+    """The named dataset, or the only (first) declared events dataset."""
+    specs = load_declarations()
+    if name:
+        if name not in specs:
+            raise SystemExit(f"unknown dataset {name!r}; declared: {sorted(specs)}")
+        return specs[name]
+    events = [s for s in specs.values() if s.kind == "events"]
+    if not events:
+        raise SystemExit("no events dataset is declared")
+    return events[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m churn_assets.replay", description=__doc__.split("\n")[0]
     )
+    parser.add_argument("--dataset", help="events dataset to replay (default: the first declared)")
     commands = parser.add_subparsers(dest="command", required=True)
     start_cmd = commands.add_parser("start", help="cut history at --as-of and clear landed months")
     start_cmd.add_argument("--as-of", required=True, type=date.fromisoformat)
@@ -180,23 +196,24 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="print the replay state and landed files")
     commands.add_parser("reset", help="return to the full history")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_from_env()
+    spec = events_dataset(args.dataset)
 
     if args.command == "start":
-        state = start(settings, args.as_of)
-        print(f"replay started as of {state.as_of} (session {state.session}); next: `next`")
+        state = start(settings, spec, args.as_of)
+        print(f"{spec.name}: replay started as of {state.as_of} (session {state.session})")
     elif args.command == "next":
         for _ in range(args.months):
-            path = next_month(settings)
+            path = next_month(settings, spec)
             if path is None:
                 print("history fully replayed: nothing left to drop")
                 break
             print(f"dropped {path}")
     elif args.command == "status":
-        print(json.dumps(status(settings), indent=2))
+        print(json.dumps(status(settings, spec), indent=2))
     else:
-        reset(settings)
-        print("replay reset: full history; the landing sensor refreshes the raw tables")
+        reset(settings, spec)
+        print(f"{spec.name}: replay reset to the full history; the landing sensor reloads it")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Typed resources shared by every asset group: DuckDB, MLflow and the alert notifier."""
+"""Typed resources shared by every dataset's graph: settings, DuckDB, MLflow and the notifier."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 
 from churn_assets.lib.file_lock import file_lock
-from churn_assets.settings import Settings, get_settings
+from churn_assets.settings import ChurnSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class DuckDBResource(dg.ConfigurableResource):
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.lock(exclusive=not read_only):
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(self.path, read_only=read_only)
             try:
                 yield con
@@ -50,12 +51,16 @@ class DuckDBResource(dg.ConfigurableResource):
 
 
 class MLflowResource(dg.ConfigurableResource):
-    """Local MLflow tracking and registry; plain ``mlflow`` calls, configured in one place."""
+    """Local MLflow tracking and registry; plain ``mlflow`` calls, configured once per step."""
 
     tracking_uri: str
     artifact_root: str
 
-    def setup(self) -> None:
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.configure()
+
+    def configure(self) -> None:
+        """Point the process's MLflow client at this store (also for sensors and tests)."""
         import mlflow
 
         if self.tracking_uri.startswith("sqlite:///"):
@@ -70,7 +75,6 @@ class MLflowResource(dg.ConfigurableResource):
         """Create the experiment on first use with its artifacts under the project state."""
         import mlflow
 
-        self.setup()
         existing = mlflow.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
@@ -81,7 +85,7 @@ class MLflowResource(dg.ConfigurableResource):
 class AlertNotifier(dg.ConfigurableResource):
     """Always logs; also POSTs JSON to a webhook when ``CHURN_ALERT_WEBHOOK_URL`` is set."""
 
-    webhook_url: str | None = None
+    webhook_url: str = ""
     timeout_seconds: float = 5.0
 
     def notify(self, event: str, payload: dict[str, Any]) -> bool:
@@ -103,13 +107,14 @@ class AlertNotifier(dg.ConfigurableResource):
             return False
 
 
-def build_resources(settings: Settings | None = None) -> dict[str, Any]:
-    settings = settings or get_settings()
+def build_resources(settings: ChurnSettings) -> dict[str, Any]:
+    """Every resource the graph needs, from one settings object."""
     return {
-        "duckdb": DuckDBResource(path=str(settings.duckdb_path)),
+        "settings": settings,
+        "duckdb": DuckDBResource(path=settings.duckdb_path),
         "mlflow": MLflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=str(settings.mlflow_artifact_root),
+            artifact_root=settings.mlflow_artifact_root,
         ),
         "notifier": AlertNotifier(webhook_url=settings.alert_webhook_url),
     }

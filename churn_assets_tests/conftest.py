@@ -1,24 +1,36 @@
-"""Shared fixtures: every test gets its own project home, so nothing touches the real state."""
+"""Shared fixtures: every test gets its own project home, passed as settings (never patched
+into the environment), so nothing touches the real state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from churn_assets.settings import Settings, get_settings
+from churn_assets.lib.datasets import DatasetSpec, load_declarations
+from churn_assets.resources import build_resources
+from churn_assets.settings import ChurnSettings, settings_from_env
+
+
+def settings_for(home: Path) -> ChurnSettings:
+    """The embedded defaults rooted at ``home`` (state, data, MLflow, Optuna all inside it)."""
+    settings = settings_from_env({"CHURN_HOME": str(home)})
+    settings.ensure_dirs()
+    return settings
 
 
 @pytest.fixture
-def churn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Point every setting at ``tmp_path`` (raw data stays the bundled read-only copy)."""
-    monkeypatch.setenv("CHURN_HOME", str(tmp_path))
-    monkeypatch.setenv(
-        "MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / '.state' / 'mlflow' / 'mlflow.db'}"
-    )
-    get_settings.cache_clear()
-    settings = get_settings()
-    settings.ensure_dirs()
-    yield settings
-    get_settings.cache_clear()
+def settings(tmp_path: Path) -> ChurnSettings:
+    return settings_for(tmp_path)
+
+
+@pytest.fixture
+def resources(settings: ChurnSettings) -> dict[str, Any]:
+    return build_resources(settings)
+
+
+@pytest.fixture(scope="session")
+def specs() -> dict[str, DatasetSpec]:
+    """The bundled declarations (retail: events, telco: snapshot)."""
+    return load_declarations()

@@ -7,14 +7,7 @@ calibration curve), targeting value (top-decile lift and capture) and a decision
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,6 +19,8 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+
+from churn_assets.lib.metadata import figure_png
 
 
 def cost_threshold(cost_false_positive: float, cost_false_negative: float) -> float:
@@ -149,13 +144,6 @@ def evaluate(
 # --------------------------------------------------------------------------------------------
 
 
-def figure_png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def evaluation_plots(curves: dict[str, Evaluation]) -> dict[str, bytes]:
     """ROC, PR, calibration and cumulative-gain/lift PNGs, one curve per model (same data)."""
     out: dict[str, bytes] = {}
@@ -205,11 +193,6 @@ def evaluation_plots(curves: dict[str, Evaluation]) -> dict[str, bytes]:
     return out
 
 
-def png_markdown(png: bytes, alt: str) -> str:
-    """Inline image for ``dg.MetadataValue.md`` (the UI renders data URIs)."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
-
-
 HEADLINE_METRICS = (
     "roc_auc",
     "roc_auc_ci_low",
@@ -242,13 +225,4 @@ def metrics_markdown(columns: dict[str, dict[str, float]]) -> str:
             value = columns[n].get(metric)
             cells.append("" if value is None else f"{value:.4g}")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def frame_markdown(frame: Any, float_format: str = "{:.4g}") -> str:
-    """Small polars frame as a markdown table (no extra dependency such as ``tabulate``)."""
-    lines = ["| " + " | ".join(frame.columns) + " |", "|---" * len(frame.columns) + "|"]
-    for row in frame.iter_rows():
-        cells = [float_format.format(v) if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

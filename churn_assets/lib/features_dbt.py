@@ -1,112 +1,80 @@
-"""The dbt project of the feature store (``dbt/``) as dagster-dbt sees it, and its manifest.
+"""The dbt vars of a declared dataset: one set of feature models, parametrised per dataset.
 
-dagster-dbt needs ``dbt/target/manifest.json`` to build asset definitions, and parsing takes
-seconds, so it never happens at import. When the code location loads, :func:`ensure_manifest`
-re-parses under ``dagster dev`` (what ``DbtProject.prepare_if_dev`` does, so SQL edits show up)
-and otherwise only when the file is missing (fresh clone, tests). ``make run`` / ``make ui`` call
-:func:`prepare_manifest` first (via ``churn_assets.cli prepare``), which always re-parses
-(about 4 s) so the manifest never lags behind the SQL; ``python -m churn_assets.lib.features_dbt``
-does the same from a shell.
+dbt runs once per dataset with these vars (its name, kind, windows, horizon, observation dates,
+snapshot columns and feature expressions), built from its declaration, and its tables land in
+``<dataset>_staging``, ``<dataset>_intermediate`` and ``<dataset>_features``. Pure: the Dagster
+side (manifests, the dbt resource) is ``churn_assets.defs.features.project``.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-from functools import cache
-from pathlib import Path
+from datetime import date
 from typing import Any
 
-from dagster_dbt import DbtCliResource, DbtProject
-from dagster_dbt.dbt_project import using_dagster_dev
+from churn_assets.lib.contracts import snapshot_columns
+from churn_assets.lib.contracts.types import dbt_column_types
+from churn_assets.lib.datasets import PROJECT_ROOT, DatasetSpec
+from churn_assets.lib.features_registry import feature_set
 
-from churn_assets.lib.file_lock import file_lock
-from churn_assets.settings import DBT_PROJECT_DIR, Settings
-
-
-@cache
-def dbt_project() -> DbtProject:
-    """The feature store's dbt project; profiles.yml lives beside dbt_project.yml."""
-    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-
-
-def dbt_executable() -> str:
-    """The venv's dbt, so runs work without an activated venv (``dbt`` on PATH otherwise)."""
-    beside_python = Path(sys.executable).parent / "dbt"
-    return str(beside_python) if beside_python.exists() else shutil.which("dbt") or "dbt"
-
-
-def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable())
-
-
-def prepare_manifest() -> DbtProject:
-    """Run ``dbt parse`` now and return the project (manifest at ``project.manifest_path``).
-
-    Same effect as ``DbtProject.prepare_if_dev`` under ``dagster dev``, but with the venv's dbt:
-    dagster-dbt's default preparer calls a bare ``dbt`` that is absent without an active venv.
-    """
-    project = dbt_project()
-
-    # Parallel test workers or a concurrent `dagster dev` must not interleave writes to target/.
-    with file_lock(project.manifest_path, timeout_seconds=300):
-        dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
-    return project
-
-
-def ensure_manifest() -> DbtProject:
-    """Return the project with a manifest: re-parsed under ``dagster dev``, parsed if missing."""
-    project = dbt_project()
-    if using_dagster_dev() or not project.manifest_path.exists():
-        prepare_manifest()
-    return project
-
-
-def read_manifest() -> dict[str, Any]:
-    """The manifest, read under the lock ``dbt parse`` writes it under (never half-written)."""
-    path = dbt_project().manifest_path
-    with file_lock(path, exclusive=False, timeout_seconds=300):
-        return json.loads(path.read_text())
-
-
-def dbt_vars(settings: Settings, duckdb_path: str) -> dict[str, Any]:
-    """The dbt vars of a run: observation range and label horizon come from the settings."""
-    return {
-        "duckdb_path": duckdb_path,
-        "observation_start": settings.observation_start.isoformat(),
-        "observation_end": settings.observation_end.isoformat(),
-        "label_horizon_days": settings.label_horizon_days,
-    }
-
-
-def dbt_vars_arg(settings: Settings, duckdb_path: str) -> list[str]:
-    return ["--vars", json.dumps(dbt_vars(settings, duckdb_path), sort_keys=True)]
-
-
-def model_checksums() -> dict[str, str]:
-    """sha256 of every model's SQL, from the manifest (dbt's own file checksums)."""
-    manifest = read_manifest()
-    return {
-        node["name"]: node["checksum"]["checksum"]
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "model"
-    }
-
-
-if __name__ == "__main__":
-    print(prepare_manifest().manifest_path)
-
-
-# The dbt models that compute retail features, in build order, and the labels built on them:
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+# The dbt models that compute event features, in build order, and the labels built on them:
 # one list shared by the training-set provenance and the benchmark.
-RETAIL_FEATURE_CHAIN = (
-    "stg_retail_events",
+EVENT_FEATURE_CHAIN = (
+    "stg_events",
     "int_observation_dates",
-    "int_retail_daily_tiles",
-    "int_retail_purchase_history",
-    "int_retail_product_days",
-    "int_retail_customer_asof",
-    "fct_retail_features",
+    "int_daily_tiles",
+    "int_purchase_history",
+    "int_product_days",
+    "int_customer_asof",
+    "fct_features",
 )
-RETAIL_LABEL_CHAIN = ("fct_retail_labels",)
+EVENT_LABEL_CHAIN = ("fct_labels", "fct_training_spine")
+SNAPSHOT_CHAIN = ("stg_snapshot", "fct_snapshot_features")
+
+
+def model_chain(spec: DatasetSpec) -> tuple[str, ...]:
+    return EVENT_FEATURE_CHAIN + EVENT_LABEL_CHAIN if spec.kind == "events" else SNAPSHOT_CHAIN
+
+
+def dbt_vars(
+    spec: DatasetSpec,
+    duckdb_path: str | None = None,
+    observation: tuple[date, date] | None = None,
+) -> dict[str, Any]:
+    """The dbt vars of one dataset: everything its models read comes from its declaration."""
+    features = feature_set(spec)
+    out: dict[str, Any] = {
+        "dataset": spec.name,
+        "kind": spec.kind,
+        "feature_columns": list(features.names),
+        "column_types": dbt_column_types(),
+    }
+    if duckdb_path:
+        out["duckdb_path"] = duckdb_path
+    if spec.kind == "events":
+        ev = spec.ev
+        out |= {
+            "windows": ev.windows,
+            "long_windows": ev.long_windows,
+            "label_horizon_days": ev.label_horizon_days,
+            "active_window_days": ev.active_window_days,
+            "exclusion_reasons": [e.reason for e in ev.exclude],
+        }
+        if observation:
+            out |= {
+                "observation_start": observation[0].isoformat(),
+                "observation_end": observation[1].isoformat(),
+            }
+    else:
+        snap = spec.snap
+        out |= {
+            "snapshot_date": snap.snapshot_date.isoformat(),
+            "snapshot_columns": snapshot_columns(spec),
+            "snapshot_features": [{"name": f.name, "sql": f.sql or f.name} for f in snap.features],
+        }
+    return out
+
+
+def vars_arg(variables: dict[str, Any]) -> list[str]:
+    return ["--vars", json.dumps(variables, sort_keys=True)]

@@ -22,6 +22,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import pandas as pd
 
 from churn_assets.lib.modeling import ChurnClassifier
+from churn_assets.lib.modeling.protocol import Candidate
 from churn_assets.lib.training_set import TrainingSet
 
 CHAMPION = "champion"
@@ -76,7 +77,6 @@ def _pip_requirements() -> list[str]:
 class LoggedModel:
     run_id: str
     model_uri: str
-    version: str | None
 
 
 def log_model_run(
@@ -90,11 +90,9 @@ def log_model_run(
     metrics: dict[str, float],
     figures: dict[str, bytes],
     tags: dict[str, str],
-    register_as: str | None,
 ) -> LoggedModel:
     """One MLflow run: params, metrics, PNGs, provenance, and the pyfunc-loadable model."""
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
@@ -113,20 +111,31 @@ def log_model_run(
             pyfunc_predict_fn="predict_proba",
             pip_requirements=_pip_requirements(),
             skops_trusted_types=_trusted_types(model),
-            registered_model_name=register_as,
             tags=tags,
         )
-    version_ = info.registered_model_version
-    if register_as is not None and version_ is not None:
-        # The version itself names its data, so the registry alone answers "trained on what".
-        client = MlflowClient()
-        for key, value in {**training_set_tags(ts), **tags}.items():
-            client.set_model_version_tag(register_as, str(version_), key, value)
-    return LoggedModel(
-        run_id=run.info.run_id,
-        model_uri=info.model_uri,
-        version=None if version_ is None else str(version_),
-    )
+    return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri)
+
+
+def register(dataset: str, candidate: Candidate, tags: dict[str, str]) -> str:
+    """Register a logged candidate as a new version of ``churn-<dataset>``; return the version.
+
+    The version carries its run's tags (``training_set.*``), so the registry alone answers
+    "trained on what", plus ``candidate`` and the selection's tags.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    name = registered_model_name(dataset)
+    version = mlflow.register_model(candidate.model_uri, name).version
+    client = MlflowClient()
+    run_tags = client.get_run(candidate.run_id).data.tags
+    for key, value in {
+        **{k: v for k, v in run_tags.items() if k.startswith("training_set.")},
+        "candidate": candidate.name,
+        **tags,
+    }.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    return str(version)
 
 
 def log_pngs_to_run(run_id: str, figures: dict[str, bytes], artifact_dir: str) -> None:
@@ -179,6 +188,7 @@ def champion_version(dataset: str) -> str | None:
 class Champion:
     """What scoring and monitoring need: the model, its inputs and its reference data."""
 
+    dataset: str
     model: ChurnClassifier
     version: str
     run_id: str
@@ -201,6 +211,7 @@ def load_model_version(dataset: str, version_: str) -> Champion:
     tags = client.get_run(run_id).data.tags
     model: ChurnClassifier = mlflow.sklearn.load_model(f"models:/{name}/{version_}")
     return Champion(
+        dataset=dataset,
         model=model,
         version=str(mv.version),
         run_id=run_id,

@@ -23,10 +23,12 @@ class TrainingSet:
     path: Path
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
+    excluded_features: dict[str, str] = field(default_factory=dict)
+    """Declared features left out of training on this data, with the reason (constant, or
+    identical to another feature)."""
     entity: str = "customer_id"
     time_column: str = "observation_date"
     label: str = "churned"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -42,3 +44,26 @@ class TrainingSet:
 
     def frame(self) -> pl.DataFrame:
         return pl.read_parquet(self.data_file)
+
+
+def unsupported_features(frame: pl.DataFrame, names: tuple[str, ...]) -> dict[str, str]:
+    """Features this data cannot support, with the reason: constant over every row, or equal,
+    row for row, to a feature declared before them (kept: the first of each group).
+
+    A model cannot learn from them, and identical columns split importance and explanations
+    between two names for one signal, so the training set leaves them out and says why.
+    """
+    reasons: dict[str, str] = {}
+    kept: list[str] = []
+    for name in names:
+        column = frame[name]
+        if column.n_unique() <= 1:
+            value = column[0] if frame.height else None
+            reasons[name] = f"constant on this data (every row is {value!r})"
+            continue
+        twin = next((k for k in kept if frame[k].equals(column, check_names=False)), None)
+        if twin is not None:
+            reasons[name] = f"identical to {twin} on every row"
+            continue
+        kept.append(name)
+    return reasons

@@ -1,13 +1,15 @@
-"""The dbt feature models (staging -> daily tiles -> marts) as Dagster assets.
+"""A dataset's dbt feature models (staging → daily tiles → marts) as Dagster assets.
 
-One ``@dbt_assets`` op runs ``dbt build`` over the selected models, so every dbt test runs right
-after its model and reports as a Dagster asset check. The op writes the DuckDB file, hence the
-``duckdb`` pool. The manifest is prepared when the code location loads (see
-:mod:`churn_assets.lib.features_dbt`); importing this module never invokes dbt.
+One ``@dbt_assets`` op per dataset runs ``dbt build`` over its selected models with its vars, so
+every dbt test runs right after its model and reports as a Dagster asset check. The op writes the
+DuckDB file, hence the ``duckdb`` pool and the file lock. The observation dates of an events
+dataset come from its raw table's first and last event (the same calendar the raw asset made
+into partitions), read just before dbt runs.
 """
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -19,78 +21,91 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from churn_assets.lib import features_dbt, features_registry
+from churn_assets.defs.features import project
+from churn_assets.lib.datasets import DatasetSpec, observation_calendar
+from churn_assets.lib.features_dbt import dbt_vars, vars_arg
+from churn_assets.lib.features_registry import FeatureSet, feature_set
 from churn_assets.resources import DuckDBResource
-from churn_assets.settings import OWNER_DATA, get_settings
 
 GROUP = "features"
 
 
-class FeatureStoreTranslator(DagsterDbtTranslator):
-    """Flat asset keys (model name; sources mapped by their ``meta.dagster.asset_key``), group
-    ``features``, the data-platform owner, and for feature models a code version and catalogue
-    derived from the registry so a changed feature definition shows the asset as stale."""
+class DatasetTranslator(DagsterDbtTranslator):
+    """Asset keys ``<dataset>_<model>`` (sources map through ``meta.dagster.asset_key``), group
+    ``features``, the dataset's owner, and for the feature model a code version and catalogue
+    derived from the registry, so a changed feature definition shows the asset as stale."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self.spec = spec
+        self.features: FeatureSet = feature_set(spec)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return super().get_asset_key(dbt_resource_props)
-        return dg.AssetKey(dbt_resource_props["name"])
+        return dg.AssetKey(self.spec.key(dbt_resource_props["name"]))
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return GROUP
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
-        return [OWNER_DATA]
+        return [self.spec.owner]
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        return {**super().get_tags(dbt_resource_props), "dataset": self.spec.name}
 
     def get_code_version(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         sql_version = super().get_code_version(dbt_resource_props)
-        name = dbt_resource_props["name"]
-        if name not in features_registry.MODELS or sql_version is None:
+        if dbt_resource_props["name"] != self.features.model or sql_version is None:
             return sql_version
-        combined = f"{sql_version}:{features_registry.registry_hash(name)}"
+        combined = f"{sql_version}:{self.features.registry_hash}"
         return hashlib.sha256(combined.encode()).hexdigest()[:16]
 
     def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
         metadata = dict(super().get_metadata(dbt_resource_props))
-        name = dbt_resource_props["name"]
-        if name in features_registry.MODELS:
-            metadata["feature_catalogue"] = dg.MetadataValue.md(
-                features_registry.catalogue_markdown(name)
-            )
-            metadata["feature_registry_hash"] = features_registry.registry_hash(name)
-            metadata["n_features"] = len(features_registry.features_of(name))
+        if dbt_resource_props["name"] == self.features.model:
+            metadata["feature_catalogue"] = dg.MetadataValue.md(self.features.catalogue_markdown())
+            metadata["feature_registry_hash"] = self.features.registry_hash
+            metadata["n_features"] = len(self.features.features)
         return metadata
 
 
-TRANSLATOR = FeatureStoreTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+def observation_bounds(spec: DatasetSpec, duckdb: DuckDBResource) -> tuple[date, date] | None:
+    """First and last observation date the raw events support (None for a snapshot)."""
+    if spec.kind != "events":
+        return None
+    with duckdb.connect(read_only=True) as con:
+        row = con.execute(
+            f"SELECT min(event_ts), max(event_ts) FROM {spec.db_schema('raw')}.events"
+        ).fetchone()
+    assert row is not None and row[0] is not None, f"{spec.db_schema('raw')}.events is empty"
+    dates, _ = observation_calendar(spec, row[0], row[1])
+    if not dates:
+        raise dg.Failure(
+            f"{spec.name}: the events ({row[0]} .. {row[1]}) cover no observation date: the "
+            f"longest window ({max(spec.ev.windows)} days) needs more history"
+        )
+    return dates[0], dates[-1]
 
 
-def build_dbt_assets() -> dg.AssetsDefinition:
-    """Build the ``@dbt_assets`` definition from a freshly prepared manifest."""
-    project = features_dbt.ensure_manifest()
+def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
+    """The ``@dbt_assets`` definition of one dataset, from its freshly prepared manifest."""
+    dbt_project = project.ensure_manifest(spec)
 
     @dbt_assets(
-        manifest=features_dbt.read_manifest(),
-        project=project,
-        dagster_dbt_translator=TRANSLATOR,
-        name="churn_features_dbt",
+        manifest=project.read_manifest(spec),
+        project=dbt_project,
+        dagster_dbt_translator=DatasetTranslator(spec),
+        name=spec.key("dbt_models"),
         pool="duckdb",
     )
-    def churn_features_dbt(
+    def dataset_dbt_models(
         context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource
     ) -> Iterator[Any]:
-        """``dbt build`` with the observation range, horizon and DuckDB path from Dagster."""
-        args = ["build", *features_dbt.dbt_vars_arg(get_settings(), duckdb.path)]
+        """``dbt build`` with the dataset's vars, observation dates and the DuckDB path."""
+        variables = dbt_vars(spec, duckdb.path, observation_bounds(spec, duckdb))
         with duckdb.lock():
-            yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+            invocation = dbt.cli(["build", *vars_arg(variables)], context=context)
+            yield from invocation.stream().fetch_row_counts()
 
-    return churn_features_dbt
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    """Lazy so that loading the module stays cheap; the dbt resource is only needed here."""
-    return dg.Definitions(
-        assets=[build_dbt_assets()],
-        resources={"dbt": features_dbt.dbt_resource()},
-    )
+    return dataset_dbt_models

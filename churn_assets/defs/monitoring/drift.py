@@ -1,26 +1,26 @@
-"""Monthly drift report: the month's features and scores vs the scoring model's training set."""
+"""Drift report: the features and scores at an observation date vs the scoring model's own
+training set (the only reference drift means something against)."""
 
 from collections.abc import Iterator
-from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
-from churn_assets.defs.monitoring.scoring import (
-    DATASET,
-    FEATURES_ASSET,
-    FEATURES_TABLE,
-    MONITORING_SCHEMA,
-    MONTHLY_FRESHNESS,
+from churn_assets import metadata
+from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
-    read_month,
+    features_input,
+    features_table,
+    monitoring_asset,
+    observation_date,
+    read_at,
     reference_frame,
-    retail_scores,
 )
-from churn_assets.lib import features_registry
 from churn_assets.lib import registry_models as registry
+from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.drift import (
     DEFAULT_PSI_ALERT,
     DEFAULT_PSI_WARN,
@@ -29,14 +29,14 @@ from churn_assets.lib.drift import (
     DriftSummary,
     summarize,
 )
-from churn_assets.lib.drift_report import write_report
+from churn_assets.lib.drift_report import feature_plot, ranked, write_report
+from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.modeling import feature_frame
-from churn_assets.partitions import observation_months
 from churn_assets.resources import AlertNotifier, DuckDBResource, MLflowResource
-from churn_assets.settings import OWNER_ML, get_settings
+from churn_assets.settings import ChurnSettings
 
 DRIFT_CHECK = "drift_alert"
-MONITORING_EXPERIMENT = "churn-retail-monitoring"
+PLOTTED_FEATURES = 8
 
 
 class DriftConfig(dg.Config):
@@ -61,24 +61,24 @@ def _columns(
 
 
 def compute_drift(
-    month: date,
+    spec: DatasetSpec,
+    partition: str,
     current: pl.DataFrame,
-    current_scores: np.ndarray,
     model: registry.Champion,
     config: DriftConfig,
 ) -> DriftSummary:
-    """Reference = the training set recorded on the model's run, scored by the same model."""
-    numeric, categorical = tuple(model.numeric_features), tuple(model.categorical_features)
+    """Reference = the training set recorded on the model's run, scored by the same model;
+    calendar features are left out, features that grow with history are measured only."""
+    features = feature_set(spec)
+    numeric = tuple(c for c in model.numeric_features if c not in features.calendar)
+    categorical = tuple(c for c in model.categorical_features if c not in features.calendar)
     reference = reference_frame(model)
-    reference_scores = model.model.predict_proba(feature_frame(reference, numeric, categorical))[
-        :, 1
-    ]
-    calendar = features_registry.calendar_features("fct_retail_features")
-    numeric = tuple(c for c in numeric if c not in calendar)
-    categorical = tuple(c for c in categorical if c not in calendar)
+    reference_scores = model.model.predict_proba(
+        feature_frame(reference, tuple(model.numeric_features), tuple(model.categorical_features))
+    )[:, 1]
     return summarize(
-        partition=month.isoformat(),
-        model_name=registry.registered_model_name(DATASET),
+        partition=partition,
+        model_name=registry.registered_model_name(spec.name),
         model_version=model.version,
         training_set=model.training_set_version,
         reference=_columns(reference, numeric, categorical),
@@ -86,11 +86,11 @@ def compute_drift(
         numeric_features=numeric,
         categorical_features=categorical,
         reference_scores=reference_scores,
-        current_scores=current_scores,
+        current_scores=current["churn_probability"].to_numpy(),
         psi_warn=config.psi_warn,
         psi_alert=config.psi_alert,
         share_alert=config.share_drifted_alert,
-        measured_only=features_registry.history_features("fct_retail_features"),
+        measured_only=features.grows_with_history,
         reference_rows_per_month=float(
             np.mean(reference.group_by("observation_date").len()["len"].to_numpy())
         ),
@@ -99,69 +99,41 @@ def compute_drift(
     )
 
 
-def drift_table(summary: DriftSummary) -> dg.TableMetadataValue:
-    """One row per (feature, test): PSI for every feature, KS for the numeric ones and the score."""
-    rows = []
-    for f in [*([summary.score] if summary.score else []), *summary.features]:
-        rows.append(
-            dg.TableRecord(
-                {
-                    "feature": f.feature,
-                    "test": "psi",
-                    "statistic": round(f.psi, 5),
-                    "p_value": None,
-                    "status": f.status,
-                    "alerting": f.alerting,
-                    "drifted": f.drifted,
-                }
-            )
-        )
-        if f.ks_statistic is not None:
-            rows.append(
-                dg.TableRecord(
-                    {
-                        "feature": f.feature,
-                        "test": "ks",
-                        "statistic": round(f.ks_statistic, 5),
-                        "p_value": f.ks_pvalue,
-                        "status": "info",
-                        "alerting": False,
-                        "drifted": False,
-                    }
-                )
-            )
+def drift_frame(summary: DriftSummary) -> pl.DataFrame:
+    """One row per feature (the score first): PSI, KS, status, whether it may alert."""
+    rows = [
+        {
+            "feature": f.feature,
+            "psi": f.psi,
+            "ks_statistic": f.ks_statistic,
+            "ks_p_value": f.ks_pvalue,
+            "status": f.status,
+            "alerting": f.alerting,
+            "drifted": f.drifted,
+        }
+        for f in ranked(summary)
+    ]
     rows.append(
-        dg.TableRecord(
-            {
-                "feature": "active_customers",
-                "test": "volume_change",
-                "statistic": round(summary.volume_change, 5),
-                "p_value": None,
-                "status": summary.volume_status,
-                "alerting": True,
-                "drifted": summary.volume_status == "alert",
-            }
-        )
+        {
+            "feature": "customers (volume change)",
+            "psi": summary.volume_change,
+            "ks_statistic": None,
+            "ks_p_value": None,
+            "status": summary.volume_status,
+            "alerting": True,
+            "drifted": summary.volume_status == "alert",
+        }
     )
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("feature", "string"),
-            dg.TableColumn("test", "string"),
-            dg.TableColumn("statistic", "float"),
-            dg.TableColumn("p_value", "float"),
-            dg.TableColumn("status", "string"),
-            dg.TableColumn("alerting", "bool"),
-            dg.TableColumn("drifted", "bool"),
-        ]
-    )
-    return dg.MetadataValue.table(records=rows, schema=schema)
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def log_to_mlflow(mlflow: MLflowResource, summary: DriftSummary, html_path: str) -> str:
-    """One MLflow run per (month, model version) holding the JSON report and the HTML page."""
+def log_to_mlflow(
+    mlflow: MLflowResource, spec: DatasetSpec, summary: DriftSummary, html: Path
+) -> str:
+    """One MLflow run per (date, model version) holding the JSON report and the HTML page."""
     import mlflow as mlflow_api
 
-    experiment_id = mlflow.experiment_id(MONITORING_EXPERIMENT)
+    experiment_id = mlflow.experiment_id(f"{registry.experiment_name(spec.name)}-monitoring")
     with mlflow_api.start_run(
         experiment_id=experiment_id, run_name=f"drift-{summary.partition}"
     ) as run:
@@ -183,92 +155,90 @@ def log_to_mlflow(mlflow: MLflowResource, summary: DriftSummary, html_path: str)
             }
         )
         mlflow_api.log_dict(summary.to_dict(), "drift_report.json")
-        mlflow_api.log_artifact(html_path)
+        mlflow_api.log_artifact(str(html))
         return run.info.run_id
 
 
-@dg.asset(
-    partitions_def=observation_months,
-    deps=[retail_scores, FEATURES_ASSET],
-    group_name="monitoring",
-    kinds={"duckdb", "mlflow", "html"},
-    owners=[OWNER_ML],
-    pool="duckdb",
-    tags={"layer": "monitoring"},
-    freshness_policy=MONTHLY_FRESHNESS,
-    check_specs=[
-        dg.AssetCheckSpec(
-            DRIFT_CHECK,
-            asset="retail_drift_report",
-            blocking=False,
-            description="Fails (WARN) when the score PSI or the share of drifted features crosses "
-            "the alert threshold; the retraining sensor reacts to each failure once.",
-        )
-    ],
-)
-def retail_drift_report(
-    context: dg.AssetExecutionContext,
-    config: DriftConfig,
-    duckdb: DuckDBResource,
-    mlflow: MLflowResource,
-    notifier: AlertNotifier,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """PSI (reference deciles) and KS per feature, categorical PSI, score PSI, share drifted.
+def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
+    name = spec.key("drift_report")
 
-    The reference is the training set of the model version that scored the month (recovered
-    from its MLflow run tags), not a fixed baseline: drift is only meaningful relative to what
-    the scoring model learnt from. Writes a self-contained HTML page under the reports folder
-    and logs the JSON report to MLflow (experiment ``churn-retail-monitoring``).
-    """
-    month = date.fromisoformat(context.partition_key)
-    mlflow.setup()
-    scores = read_month(duckdb, f"{MONITORING_SCHEMA}.{SCORES_TABLE}", month)
-    if scores.is_empty():
-        raise dg.Failure(f"no scores for {month}: materialize retail_scores for this month first")
-    features = read_month(duckdb, FEATURES_TABLE, month)
-    current = features.join(scores.select("customer_id", "churn_probability"), on="customer_id")
-    versions = scores["model_version"].unique().to_list()
-    if len(versions) != 1:
-        raise dg.Failure(
-            f"{month}: scores from several model versions {versions}; re-score the month"
-        )
-    model = registry.load_model_version(DATASET, str(versions[0]))
-    summary = compute_drift(month, current, current["churn_probability"].to_numpy(), model, config)
-
-    html_path = write_report(
-        summary,
-        get_settings().reports_dir / "retail_drift" / f"retail_drift_{month.isoformat()}.html",
+    @monitoring_asset(
+        spec,
+        "drift_report",
+        [SCORES_TABLE, features_input(spec)],
+        {"duckdb", "mlflow", "html"},
+        "PSI (reference deciles) and KS per feature, categorical PSI, score PSI, share of drifted "
+        "features and the change in customers scored, against the scoring model's training set; "
+        "an HTML report, plots in the UI and a JSON report in MLflow.",
+        [
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=name,
+                blocking=False,
+                description="Fails (WARN) when the score PSI, the share of drifted features or the "
+                "population change crosses the alert threshold; the retraining sensor reacts to "
+                "each failure once.",
+            )
+        ],
     )
-    run_id = log_to_mlflow(mlflow, summary, str(html_path))
-    alert = summary.status == "alert"
-    check_metadata: dict[str, Any] = {
-        "observation_date": month.isoformat(),
-        "model_name": summary.model_name,
-        "model_version": model.version,
-        "status": summary.status,
-        "share_drifted": summary.share_drifted,
-        "score_psi": summary.score.psi if summary.score else 0.0,
-        "drifted_features": ", ".join(summary.drifted_features) or "none",
-        "active_customers": summary.current_rows,
-        "volume_change": summary.volume_change,
-    }
-    if alert:
-        notifier.notify("retail_drift_alert", {**check_metadata, "report": str(html_path)})
-    context.log.info(f"{month}: drift {summary.status}, share drifted {summary.share_drifted:.0%}")
-    yield dg.MaterializeResult(
-        metadata={
-            **check_metadata,
-            "drift_table": drift_table(summary),
-            "report_path": dg.MetadataValue.path(str(html_path)),
-            "mlflow_run_id": run_id,
-            "reference_rows": summary.features[0].reference_n if summary.features else 0,
-            "current_rows": current.height,
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        config: DriftConfig,
+        settings: ChurnSettings,
+        duckdb: DuckDBResource,
+        mlflow: MLflowResource,
+        notifier: AlertNotifier,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        day = observation_date(spec, context)
+        scores = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", day)
+        if scores.is_empty():
+            raise dg.Failure(f"no scores at {day}: materialize {spec.key(SCORES_TABLE)} first")
+        features = read_at(duckdb, features_table(spec), day)
+        current = features.join(scores.select("customer_id", "churn_probability"), on="customer_id")
+        versions = scores["model_version"].unique().to_list()
+        if len(versions) != 1:
+            raise dg.Failure(f"{day}: scores from several model versions {versions}; re-score")
+        model = registry.load_model_version(spec.name, str(versions[0]))
+        summary = compute_drift(spec, day.isoformat(), current, model, config)
+        path = write_report(
+            summary,
+            spec.name,
+            Path(settings.reports_dir) / spec.name / "drift" / f"drift_{day.isoformat()}.html",
+        )
+        run_id = log_to_mlflow(mlflow, spec, summary, path)
+        alert = summary.status == "alert"
+        check_metadata: dict[str, Any] = {
+            "observation_date": day.isoformat(),
+            "model_name": summary.model_name,
+            "model_version": model.version,
+            "status": summary.status,
+            "share_drifted": round(summary.share_drifted, 4),
+            "score_psi": round(summary.score.psi, 4) if summary.score else 0.0,
+            "drifted_features": ", ".join(summary.drifted_features) or "none",
+            "customers_scored": summary.current_rows,
+            "volume_change": round(summary.volume_change, 4),
         }
-    )
-    yield dg.AssetCheckResult(
-        check_name=DRIFT_CHECK,
-        passed=not alert,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata=check_metadata,
-        description=f"drift {summary.status} vs training set {summary.training_set}",
-    )
+        if alert:
+            notifier.notify(f"{spec.name}_drift_alert", {**check_metadata, "report": str(path)})
+        context.log.info(
+            f"{day}: drift {summary.status}, share drifted {summary.share_drifted:.0%}"
+        )
+        plotted = {f"{r.feature}.png": feature_plot(r) for r in ranked(summary)[:PLOTTED_FEATURES]}
+        yield dg.MaterializeResult(
+            metadata={
+                **check_metadata,
+                "drift_table": metadata.table(drift_frame(summary)),
+                "plots": metadata.plots(plotted),
+                "report_path": dg.MetadataValue.path(str(path)),
+                "mlflow_run_id": run_id,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=DRIFT_CHECK,
+            passed=not alert,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=check_metadata,
+            description=f"drift {summary.status} vs training set {summary.training_set}",
+        )
+
+    return drift_report

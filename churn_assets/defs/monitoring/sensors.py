@@ -1,274 +1,103 @@
-"""Event-driven automation: new data in, months scored, labels matured, models retrained.
+"""A dataset's monitoring automation.
 
-* ``retail_landing_sensor`` watches the landing folder. Each file is fingerprinted (sha256);
-  a bad file goes to quarantine with ``<name>.reason.txt`` and launches nothing, a good one is
-  moved to the accepted folder and launches ``retail_ingest_job`` with the month it makes
-  scoreable in its tags. A replayed session change (``replay start``/``reset``) also launches
-  one ingest run so the raw table follows the new as-of date.
-* ``retail_month_after_ingest_sensor`` (run-status sensor) launches the partitioned month job
-  for that month, and the label-maturity job for the month whose horizon just passed, only
-  after ingestion succeeded: ordering a partitioned run after an unpartitioned one is what a
-  single run cannot express.
-* ``retail_retraining_sensor`` reads failed ``drift_alert``/``performance_decay`` check
-  evaluations and launches the retraining job once per alert, with a cooldown.
+* ``<dataset>_month_after_ingest_sensor`` (events; run-status): after an ingest run for a
+  delivery succeeded, launches the monitoring job for the observation date the delivery made
+  observable, and the label-maturity job for every date whose labels it matured.
+* ``<dataset>_retraining_sensor``: failed ``drift_alert`` / ``performance_decay`` evaluations
+  launch the retraining job once per alert, with a cooldown per model version, and skip (with
+  the reason) while the matured history is too short for the out-of-time split.
 """
 
 import json
-import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
-import polars as pl
 from duckdb import CatalogException
 
+from churn_assets.defs.monitoring.alerts import notify_on_error
 from churn_assets.defs.monitoring.drift import DRIFT_CHECK
-from churn_assets.defs.monitoring.jobs import (
-    retail_ingest_job,
-    retail_label_maturity_job,
-    retail_monthly_monitoring_job,
-    retail_retraining_job,
-)
+from churn_assets.defs.monitoring.jobs import DatasetJobs
 from churn_assets.defs.monitoring.performance import DECAY_CHECK
+from churn_assets.defs.sources.landing import TAG_DATA_AS_OF, TAG_DELIVERY, TAG_MONTH
 from churn_assets.lib import modeling
-from churn_assets.lib.contracts import ContractViolation, validate_retail_file
-from churn_assets.lib.metadata import sha256_file
-from churn_assets.lib.months import month_after, months_between
-from churn_assets.partitions import observation_months
-from churn_assets.replay import read_state
+from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.months import months_between
+from churn_assets.partitions import partitions_name
 from churn_assets.resources import AlertNotifier, DuckDBResource
-from churn_assets.settings import Settings, get_settings
+from churn_assets.settings import ChurnSettings
 
-TAG_SOURCE_FILE = "churn/source_file"
-TAG_SHA256 = "churn/sha256"
-TAG_MONTH = "churn/observation_month"
-TAG_DATA_AS_OF = "churn/data_as_of"
 TAG_TRIGGER = "churn/retraining_trigger"
-FULL_HISTORY = "full-history"
 RETRAIN_COOLDOWN_MONTHS = 2
-TRAINING_SPINE = "features.fct_retail_training_spine"
 """After retraining on an alert for month T, alerts on the same model before T + 2 months are
 only logged: the retrained model needs a month of its own before it can be judged."""
-
-
-# --------------------------------------------------------------------------------------------
-# Landing folder → ingestion
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LandingDecision:
-    """What happened to one landed file; pure data so tests can assert on it."""
-
-    name: str
-    sha256: str
-    accepted: bool
-    reason: str = ""
-    observation_month: date | None = None
-    data_as_of: str | None = None
-
-
-def replay_session(settings: Settings) -> str:
-    state = read_state(settings)
-    return f"{state.session}@{state.as_of}" if state else FULL_HISTORY
-
-
-def quarantine(settings: Settings, path: Path, reason: str) -> Path:
-    """Move aside with a human-readable reason next to it; the original name is kept."""
-    settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.quarantine_dir / path.name
-    shutil.move(str(path), target)
-    (settings.quarantine_dir / f"{path.name}.reason.txt").write_text(reason + "\n")
-    return target
-
-
-def inspect_landed_file(path: Path, sha: str, as_of: date | None) -> LandingDecision:
-    """Validate against the raw contract and work out which observation month it completes.
-
-    While replaying, events before the as-of date are already in the raw table (from the
-    archive), so a file reaching back before it would double-count them: quarantined too.
-    """
-    try:
-        validate_retail_file(path)
-    except ContractViolation as error:
-        return LandingDecision(
-            path.name, sha, accepted=False, reason=f"contract violation: {error}"
-        )
-    first_event, last_event = (
-        pl.scan_parquet(path)
-        .select(pl.col("invoice_ts").min(), pl.col("invoice_ts").max().alias("last"))
-        .collect()
-        .row(0)
-    )
-    if last_event is None:
-        return LandingDecision(path.name, sha, accepted=False, reason="file holds no events")
-    if as_of is not None and first_event.date() < as_of:
-        return LandingDecision(
-            path.name,
-            sha,
-            accepted=False,
-            reason=f"overlaps history: first event {first_event} is before the replay as-of "
-            f"date {as_of}, whose events are already loaded from the archive",
-        )
-    # Features at T use events strictly before T: the month after the newest event is complete.
-    month = month_after(last_event.date())
-    return LandingDecision(
-        path.name, sha, True, observation_month=month, data_as_of=last_event.isoformat()
-    )
-
-
-def landed_files(settings: Settings) -> list[Path]:
-    """Finished files only: writers use dot-prefixed temp names and rename when done."""
-    if not settings.landing_dir.exists():
-        return []
-    return sorted(p for p in settings.landing_dir.glob("*.parquet") if not p.name.startswith("."))
-
-
-@dg.sensor(
-    name="retail_landing_sensor",
-    job=retail_ingest_job,
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="New retail event files in the landing folder: validate, quarantine or accept, "
-    "then ingest. Idempotent on file content (sha256) within a replay session.",
-)
-def retail_landing_sensor(
-    context: dg.SensorEvaluationContext, notifier: AlertNotifier
-) -> dg.SensorResult:
-    settings = get_settings()
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    state = read_state(settings)
-    session = replay_session(settings)
-    seen: dict[str, str] = cursor.get("seen", {}) if cursor.get("session") == session else {}
-    requests: list[dg.RunRequest] = []
-
-    if cursor.get("session") not in (None, session) or (not cursor and session != FULL_HISTORY):
-        # The as-of date moved (replay start/reset): reload raw so it reflects the new history.
-        requests.append(
-            dg.RunRequest(
-                run_key=f"replay-session:{session}", tags={"churn/replay_session": session}
-            )
-        )
-
-    for path in landed_files(settings):
-        sha = sha256_file(path)
-        if sha in seen:
-            quarantine(
-                settings,
-                path,
-                f"duplicate: identical content already ingested as {seen[sha]} (sha256 {sha})",
-            )
-            context.log.info(
-                f"{path.name}: duplicate of {seen[sha]}, quarantined, nothing launched"
-            )
-            continue
-        decision = inspect_landed_file(path, sha, state.as_of if state else None)
-        if not decision.accepted:
-            quarantine(settings, path, decision.reason)
-            notifier.notify(
-                "retail_file_quarantined",
-                {"file": path.name, "sha256": sha, "reason": decision.reason},
-            )
-            continue
-        settings.accepted_dir.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), settings.accepted_dir / path.name)
-        seen[sha] = path.name
-        assert decision.observation_month is not None
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{session}:{sha}",
-                tags={
-                    TAG_SOURCE_FILE: path.name,
-                    TAG_SHA256: sha,
-                    TAG_MONTH: decision.observation_month.isoformat(),
-                    TAG_DATA_AS_OF: decision.data_as_of or "",
-                },
-            )
-        )
-        context.log.info(f"{path.name}: accepted; makes {decision.observation_month} scoreable")
-    return dg.SensorResult(
-        run_requests=requests, cursor=json.dumps({"session": session, "seen": seen})
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Ingestion succeeded → the new month, and the month whose labels just matured
-# --------------------------------------------------------------------------------------------
-
-
-# One data drop advances the as-of date by about a month, but a 90-day horizon does not line
-# up with calendar months: a drop can mature zero, one or two observation months. Looking back
-# 45 days catches every month that matured since the previous drop; re-measuring one twice is
-# harmless (the asset replaces its partition).
+# One delivery advances the data by about a month, but a label horizon does not line up with
+# calendar months: a delivery can mature zero, one or two observation dates. Looking back 45 days
+# catches every date that matured since the previous delivery; re-measuring one is harmless.
 MATURITY_LOOKBACK_DAYS = 45
 
 
-def newly_mature_months(
-    data_as_of: date, horizon_days: int, lookback_days: int = MATURITY_LOOKBACK_DAYS
-) -> list[str]:
-    """Observation months T whose labels became known recently: T + horizon in
+def newly_mature(keys: Sequence[str], data_as_of: date, horizon_days: int) -> list[str]:
+    """Observation dates T whose labels became known recently: T + horizon in
     (as_of - lookback, as_of]."""
     return [
         k
-        for k in observation_months.get_partition_keys()
-        if data_as_of - timedelta(days=lookback_days)
+        for k in keys
+        if data_as_of - timedelta(days=MATURITY_LOOKBACK_DAYS)
         < date.fromisoformat(k) + timedelta(days=horizon_days)
         <= data_as_of
     ]
 
 
-@dg.run_status_sensor(
-    name="retail_month_after_ingest_sensor",
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[retail_ingest_job],
-    request_jobs=[retail_monthly_monitoring_job, retail_label_maturity_job],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After an ingest run for a landed file succeeds: score/drift the month it made "
-    "scoreable, and measure realized performance of the month whose labels just matured.",
-)
-def retail_month_after_ingest_sensor(context: dg.RunStatusSensorContext) -> list[dg.RunRequest]:
-    run = context.dagster_run
-    month = run.tags.get(TAG_MONTH)
-    if not month:
-        return []
-    requests = []
-    keys = set(observation_months.get_partition_keys())
-    if month in keys:
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{run.run_id}:month:{month}",
-                job_name=retail_monthly_monitoring_job.name,
-                partition_key=month,
-                tags={TAG_SOURCE_FILE: run.tags.get(TAG_SOURCE_FILE, "")},
-            )
-        )
-    as_of = run.tags.get(TAG_DATA_AS_OF)
-    matured = (
-        newly_mature_months(date.fromisoformat(as_of[:10]), get_settings().label_horizon_days)
-        if as_of
-        else []
+def build_after_ingest_sensor(spec: DatasetSpec, jobs: DatasetJobs) -> dg.SensorDefinition:
+    maturity = jobs.label_maturity
+    assert maturity is not None, "only events datasets have a label-maturity job"
+
+    @dg.run_status_sensor(
+        name=spec.key("month_after_ingest_sensor"),
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[jobs.ingest],
+        request_jobs=[jobs.scoring, maturity],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="After an ingest run for a delivery succeeds: score and drift-check the "
+        "observation date it made observable, and measure realized performance of the dates "
+        "whose labels it matured.",
     )
-    requests += [
-        dg.RunRequest(
-            run_key=f"{run.run_id}:mature:{mature}",
-            job_name=retail_label_maturity_job.name,
-            partition_key=mature,
+    def month_after_ingest(context: dg.RunStatusSensorContext) -> list[dg.RunRequest]:
+        run = context.dagster_run
+        month = run.tags.get(TAG_MONTH)
+        if not month:
+            return []
+        keys = context.instance.get_dynamic_partitions(partitions_name(spec))
+        requests = []
+        if month in keys:
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{run.run_id}:month:{month}",
+                    job_name=jobs.scoring.name,
+                    partition_key=month,
+                    tags={TAG_DELIVERY: run.tags.get(TAG_DELIVERY, "")},
+                )
+            )
+        as_of = run.tags.get(TAG_DATA_AS_OF)
+        matured = (
+            newly_mature(keys, date.fromisoformat(as_of[:10]), spec.ev.label_horizon_days)
+            if as_of
+            else []
         )
-        for mature in matured
-        if mature != month
-    ]
-    return requests
+        requests += [
+            dg.RunRequest(
+                run_key=f"{run.run_id}:mature:{mature}",
+                job_name=maturity.name,
+                partition_key=mature,
+            )
+            for mature in matured
+            if mature != month
+        ]
+        return requests
 
-
-# --------------------------------------------------------------------------------------------
-# Drift / decay alerts → retraining
-# --------------------------------------------------------------------------------------------
-
-ALERT_CHECKS = (
-    dg.AssetCheckKey(dg.AssetKey("retail_drift_report"), DRIFT_CHECK),
-    dg.AssetCheckKey(dg.AssetKey("retail_realized_performance"), DECAY_CHECK),
-)
+    return month_after_ingest
 
 
 @dataclass(frozen=True)
@@ -279,14 +108,19 @@ class Alert:
     model_version: str
 
 
-def failed_check_alerts(instance: dg.DagsterInstance, after_id: int) -> list[Alert]:
-    """Failed alert-check evaluations newer than ``after_id``, oldest first.
+def failed_check_alerts(
+    instance: dg.DagsterInstance, spec: DatasetSpec, after_id: int
+) -> list[Alert]:
+    """Failed alert-check evaluations of the dataset newer than ``after_id``, oldest first.
 
     Reads the 100 newest evaluations per check and filters on ``passed``: the sensor ticks every
     30 s with a cursor, so no new failure can fall outside that window.
     """
+    keys = [dg.AssetCheckKey(dg.AssetKey(spec.key("drift_report")), DRIFT_CHECK)]
+    if spec.kind == "events":
+        keys.append(dg.AssetCheckKey(dg.AssetKey(spec.key("realized_performance")), DECAY_CHECK))
     alerts = []
-    for key in ALERT_CHECKS:
+    for key in keys:
         for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=100):
             evaluation = record.event.asset_check_evaluation if record.event else None
             if record.id <= after_id or evaluation is None or evaluation.passed:
@@ -303,70 +137,89 @@ def failed_check_alerts(instance: dg.DagsterInstance, after_id: int) -> list[Ale
     return sorted(alerts, key=lambda a: a.record_id)
 
 
-def retraining_blocker(duckdb: DuckDBResource) -> str | None:
+def retraining_blocker(spec: DatasetSpec, duckdb: DuckDBResource) -> str | None:
     """Why a retraining run would fail on the current matured history (see the split rules)."""
-    if not Path(duckdb.path).exists():
-        return f"{duckdb.path} does not exist yet"
-    with duckdb.connect(read_only=True) as con:
-        try:
+    if spec.kind != "events":
+        return None
+    spine = f"{spec.db_schema('features')}.fct_training_spine"
+    try:
+        with duckdb.connect(read_only=True) as con:
             rows = con.execute(
-                f"SELECT DISTINCT observation_date FROM {TRAINING_SPINE} ORDER BY 1"
+                f"SELECT DISTINCT observation_date FROM {spine} ORDER BY 1"
             ).fetchall()
-        except CatalogException:
-            return f"{TRAINING_SPINE} does not exist yet"
-    matured = [row[0] for row in rows]
-    return modeling.out_of_time_blocker(matured, get_settings().label_horizon_days)
+    except CatalogException:
+        return f"{spine} does not exist yet"
+    except OSError as error:
+        return f"{duckdb.path} cannot be read yet ({error})"
+    return modeling.out_of_time_blocker([r[0] for r in rows], spec.ev.label_horizon_days)
 
 
-@dg.sensor(
-    name="retail_retraining_sensor",
-    job=retail_retraining_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Launch retraining (training set → train → evaluate → promotion gate) once per "
-    "failed drift_alert / performance_decay check, with a cooldown per model version.",
-)
-def retail_retraining_sensor(
-    context: dg.SensorEvaluationContext, duckdb: DuckDBResource
-) -> dg.SensorResult:
-    if context.cursor is None:
-        # First evaluation: alerts already in history (e.g. from `make run`'s backfill of every
-        # month) are the baseline, not news; retraining on all of them at once helps nobody.
-        baseline = max((a.record_id for a in failed_check_alerts(context.instance, 0)), default=0)
-        return dg.SensorResult(cursor=json.dumps({"after_id": baseline, "last": {}}))
-    cursor = json.loads(context.cursor)
-    last: dict[str, str] = cursor["last"]  # model version → month that triggered retraining
-    requests = []
-    alerts = failed_check_alerts(context.instance, cursor["after_id"])
-    blocker = retraining_blocker(duckdb) if alerts else None
-    for alert in alerts:
-        if blocker is not None:
-            context.log.warning(f"{alert.check} {alert.partition}: not retraining, {blocker}")
-            continue
-        previous = last.get(alert.model_version)
-        if (
-            previous is not None
-            and 0
-            <= months_between(date.fromisoformat(previous), date.fromisoformat(alert.partition))
-            < RETRAIN_COOLDOWN_MONTHS
-        ):
-            context.log.info(
-                f"{alert.check} {alert.partition} v{alert.model_version}: in cooldown after {previous}"
-            )
-            continue
-        last[alert.model_version] = alert.partition
-        requests.append(
-            dg.RunRequest(
-                run_key=f"retrain:{alert.check}:{alert.partition}:v{alert.model_version}",
-                tags={
-                    TAG_TRIGGER: f"{alert.check}@{alert.partition}",
-                    "churn/alert_model_version": alert.model_version,
-                },
-            )
-        )
-    after_id = max([cursor["after_id"], *(a.record_id for a in alerts)])
-    return dg.SensorResult(
-        run_requests=requests,
-        skip_reason=blocker if alerts and not requests else None,
-        cursor=json.dumps({"after_id": after_id, "last": last}),
+def build_retraining_sensor(spec: DatasetSpec, jobs: DatasetJobs) -> dg.SensorDefinition:
+    name = spec.key("retraining_sensor")
+
+    @dg.sensor(
+        name=name,
+        job=jobs.retraining,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Retrain {spec.name} (training set → candidates → selection → promotion "
+        "gate) once per failed drift_alert / performance_decay check, with a cooldown per model "
+        "version.",
     )
+    def retraining_sensor(
+        context: dg.SensorEvaluationContext,
+        settings: ChurnSettings,
+        duckdb: DuckDBResource,
+        notifier: AlertNotifier,
+    ) -> dg.SensorResult:
+        with notify_on_error(notifier, settings, name):
+            if context.cursor is None:
+                # First evaluation: alerts already in history (e.g. `make run`'s backfill of every
+                # month) are the baseline, not news; retraining on all of them helps nobody.
+                baseline = max(
+                    (a.record_id for a in failed_check_alerts(context.instance, spec, 0)), default=0
+                )
+                return dg.SensorResult(cursor=json.dumps({"after_id": baseline, "last": {}}))
+            cursor = json.loads(context.cursor)
+            last: dict[str, str] = cursor["last"]  # model version → month that triggered retraining
+            requests = []
+            alerts = failed_check_alerts(context.instance, spec, cursor["after_id"])
+            blocker = retraining_blocker(spec, duckdb) if alerts else None
+            for alert in alerts:
+                if blocker is not None:
+                    context.log.warning(
+                        f"{alert.check} {alert.partition}: not retraining, {blocker}"
+                    )
+                    continue
+                previous = last.get(alert.model_version)
+                if (
+                    previous is not None
+                    and spec.kind == "events"
+                    and 0
+                    <= months_between(
+                        date.fromisoformat(previous), date.fromisoformat(alert.partition)
+                    )
+                    < RETRAIN_COOLDOWN_MONTHS
+                ):
+                    context.log.info(
+                        f"{alert.check} {alert.partition} v{alert.model_version}: cooldown after {previous}"
+                    )
+                    continue
+                last[alert.model_version] = alert.partition
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"retrain:{alert.check}:{alert.partition}:v{alert.model_version}",
+                        tags={
+                            TAG_TRIGGER: f"{alert.check}@{alert.partition}",
+                            "churn/alert_model_version": alert.model_version,
+                        },
+                    )
+                )
+            after_id = max([cursor["after_id"], *(a.record_id for a in alerts)])
+            return dg.SensorResult(
+                run_requests=requests,
+                skip_reason=blocker if alerts and not requests else None,
+                cursor=json.dumps({"after_id": after_id, "last": last}),
+            )
+
+    return retraining_sensor

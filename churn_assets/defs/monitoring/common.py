@@ -1,0 +1,77 @@
+"""What every monitoring asset of a dataset shares: its partitions, decoration and inputs."""
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from churn_assets.lib import registry_models as registry
+from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.training_set import DATA_FILE
+from churn_assets.partitions import observation_dates
+from churn_assets.resources import DuckDBResource
+from churn_assets.settings import OWNER_ML
+
+GROUP = "monitoring"
+SCORES_TABLE = "scores"
+
+# A month is scored once a month; two missed months means the monitoring loop is broken.
+MONTHLY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=62), warn_window=timedelta(days=35)
+)
+
+
+def monitoring_asset(
+    spec: DatasetSpec,
+    name: str,
+    deps: Sequence[str],
+    kinds: set[str],
+    description: str,
+    check_specs: Sequence[dg.AssetCheckSpec] = (),
+) -> Any:
+    """The decorator of a monitoring asset: partitioned by observation date for an events
+    dataset (one snapshot otherwise), the ``duckdb`` pool, the ML owner, the dataset's tags."""
+    events = spec.kind == "events"
+    return dg.asset(
+        name=spec.key(name),
+        partitions_def=observation_dates(spec) if events else None,
+        deps=[spec.key(d) for d in deps],
+        group_name=GROUP,
+        kinds=kinds,
+        owners=[OWNER_ML],
+        pool="duckdb",
+        tags={"layer": "monitoring", "dataset": spec.name},
+        freshness_policy=MONTHLY_FRESHNESS if events else None,
+        check_specs=list(check_specs),
+        description=description,
+    )
+
+
+def observation_date(spec: DatasetSpec, context: dg.AssetExecutionContext) -> date:
+    """The partition's observation date, or the snapshot's fixed date."""
+    if spec.kind == "events":
+        return date.fromisoformat(context.partition_key)
+    return spec.snap.snapshot_date
+
+
+def features_table(spec: DatasetSpec) -> str:
+    """Customers to score at T: the active ones (events), or every customer (a snapshot)."""
+    if spec.kind == "events":
+        return f"{spec.db_schema('features')}.features_monthly"
+    return f"{spec.db_schema('features')}.fct_snapshot_features"
+
+
+def features_input(spec: DatasetSpec) -> str:
+    return "features_monthly" if spec.kind == "events" else "fct_snapshot_features"
+
+
+def read_at(duckdb: DuckDBResource, table: str, day: date) -> pl.DataFrame:
+    with duckdb.connect(read_only=True) as con:
+        return con.sql(f"SELECT * FROM {table} WHERE observation_date = ?", params=[day]).pl()
+
+
+def reference_frame(model: registry.Champion) -> pl.DataFrame:
+    """The training set the model version was fitted on (path recorded as an MLflow run tag)."""
+    return pl.read_parquet(model.training_set_path / DATA_FILE)
