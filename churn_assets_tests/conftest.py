@@ -13,9 +13,14 @@ from churn_assets.resources import build_resources
 from churn_assets.settings import ChurnSettings, settings_from_env
 
 
-def settings_for(home: Path) -> ChurnSettings:
-    """The embedded defaults rooted at ``home`` (state, data, MLflow, Optuna all inside it)."""
-    settings = settings_from_env({"CHURN_HOME": str(home)})
+def settings_for(home: Path, **overrides: Any) -> ChurnSettings:
+    """The embedded defaults rooted at ``home`` (state, data, MLflow, Optuna all inside it).
+
+    Overrides build a new resource: ``model_copy`` on a ConfigurableResource changes the Python
+    object but not the config Dagster re-creates it from.
+    """
+    base = settings_from_env({"CHURN_HOME": str(home)})
+    settings = ChurnSettings(**{**base.model_dump(), **overrides})
     settings.ensure_dirs()
     return settings
 
@@ -34,3 +39,11 @@ def resources(settings: ChurnSettings) -> dict[str, Any]:
 def specs() -> dict[str, DatasetSpec]:
     """The bundled declarations (retail: events, telco: snapshot)."""
     return load_declarations()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-graph-snapshot",
+        action="store_true",
+        help="rewrite churn_assets_tests/graph_snapshot.txt from the current definitions",
+    )

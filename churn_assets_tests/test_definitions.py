@@ -1,81 +1,104 @@
-"""The code location loads, and the graph has the shape the product promises."""
+"""The code location loads, and the graph has the shape the product promises.
+
+``graph_snapshot.txt`` is the whole asset graph as text (keys, groups, deps, checks, partitions,
+jobs, sensors, schedules): any change to the graph is a visible diff in review. After an
+intended change: ``pytest churn_assets_tests/test_definitions.py --update-graph-snapshot``.
+"""
 
 from __future__ import annotations
 
+import difflib
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from churn_assets.definitions import defs as load_defs
-from churn_assets.settings import REPO_ROOT
+from churn_assets.definitions import build_definitions
+from churn_assets.settings import REPO_ROOT, ChurnSettings
+from churn_assets_tests.conftest import settings_for
 
-EXPECTED_ASSETS = {
-    "sources": {
-        "raw_telco_customers",
-        "raw_retail_transactions",
-        "telco_quality_report",
-        "retail_quality_report",
-    },
-    "features": {
-        "stg_retail_events",
-        "int_retail_daily_tiles",
-        "fct_retail_features",
-        "fct_retail_labels",
-        "fct_retail_training_spine",
-        "fct_telco_features",
-        "retail_features_latest",
-        "retail_features_monthly",
-        "telco_training_set",
-        "retail_training_set",
-    },
-    "training": {
-        "telco_baseline_model",
-        "telco_xgboost_model",
-        "telco_model_promotion",
-        "telco_shap_explanations",
-        "retail_baseline_model",
-        "retail_xgboost_model",
-        "retail_model_promotion",
-        "retail_shap_explanations",
-    },
-    "monitoring": {"retail_scores", "retail_drift_report", "retail_realized_performance"},
-}
-
-EXPECTED_CHECKS = {
-    ("raw_telco_customers", "telco_contract"),
-    ("raw_retail_transactions", "retail_contract"),
-    ("retail_drift_report", "drift_alert"),
-    ("fct_retail_features", "unique_combination_fct_retail_features_customer_id__observation_date"),
-}
+SNAPSHOT = Path(__file__).with_name("graph_snapshot.txt")
 
 
 @pytest.fixture(scope="module")
-def defs() -> dg.Definitions:
-    return load_defs()
+def defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
+    settings: ChurnSettings = settings_for(tmp_path_factory.mktemp("home"))
+    return build_definitions(settings)
 
 
-def test_every_stage_is_one_group_with_its_assets(defs: dg.Definitions) -> None:
+def graph_text(defs: dg.Definitions) -> str:
     graph = defs.resolve_asset_graph()
-    groups: dict[str, set[str]] = {}
+    lines = []
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        if not node.is_materializable:
+            lines.append(f"external {key.to_user_string()}")
+            continue
+        deps = ", ".join(sorted(k.to_user_string() for k in node.parent_keys))
+        partitions = (
+            node.partitions_def.name
+            if isinstance(node.partitions_def, dg.DynamicPartitionsDefinition)
+            else "-"
+        )
+        lines.append(
+            f"asset {key.to_user_string()} group={node.group_name} partitions={partitions} "
+            f"pools={sorted(node.pools or [])} deps=[{deps}]"
+        )
+    blocking = {
+        spec.key
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).is_materializable
+        for spec in graph.get(key).assets_def.check_specs
+        if spec.blocking
+    }
+    lines += sorted(
+        f"check {check.to_user_string()}{' (blocking)' if check in blocking else ''}"
+        for check in graph.asset_check_keys
+    )
+    lines += sorted(f"job {job.name}" for job in defs.jobs or [])
+    lines += sorted(f"sensor {sensor.name}" for sensor in defs.sensors or [])
+    lines += sorted(f"schedule {schedule.name}" for schedule in defs.schedules or [])
+    return "\n".join(lines) + "\n"
+
+
+def test_graph_matches_the_committed_snapshot(
+    defs: dg.Definitions, request: pytest.FixtureRequest
+) -> None:
+    current = graph_text(defs)
+    if request.config.getoption("--update-graph-snapshot"):
+        SNAPSHOT.write_text(current)
+    diff = "".join(
+        difflib.unified_diff(
+            SNAPSHOT.read_text().splitlines(keepends=True),
+            current.splitlines(keepends=True),
+            "graph_snapshot.txt",
+            "current definitions",
+        )
+    )
+    assert not diff, f"the asset graph changed (update with --update-graph-snapshot):\n{diff}"
+
+
+def test_every_dataset_gets_every_stage_and_contracts_block(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    groups: dict[tuple[str, str], set[str]] = {}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         if node.is_materializable:
-            groups.setdefault(node.group_name, set()).add(key.to_user_string())
-    for group, assets in EXPECTED_ASSETS.items():
-        assert assets <= groups.get(group, set()), (
-            f"{group}: missing {assets - groups.get(group, set())}"
-        )
-
-
-def test_contract_and_dbt_checks_exist_and_contracts_block(defs: dg.Definitions) -> None:
-    graph = defs.resolve_asset_graph()
-    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks >= EXPECTED_CHECKS
-    for asset in ("raw_telco_customers", "raw_retail_transactions"):
-        specs = graph.get(dg.AssetKey(asset)).assets_def.check_specs
-        assert all(spec.blocking for spec in specs)
+            groups.setdefault((node.tags["dataset"], node.group_name), set()).add(
+                key.to_user_string()
+            )
+    for dataset in ("retail", "telco"):
+        assert {g for d, g in groups if d == dataset} == {
+            "sources",
+            "features",
+            "training",
+            "monitoring",
+        }, dataset
+    for raw in ("retail_raw_events", "telco_raw_customers"):
+        specs = graph.get(dg.AssetKey(raw)).assets_def.check_specs
+        assert [s.name for s in specs] == ["contract"] and all(s.blocking for s in specs)
 
 
 def test_every_asset_is_documented_owned_and_writers_share_the_duckdb_pool(
@@ -86,22 +109,12 @@ def test_every_asset_is_documented_owned_and_writers_share_the_duckdb_pool(
         node = graph.get(key)
         if not node.is_materializable:
             continue
-        assert node.description, f"{key.to_user_string()} has no description"
-        assert node.owners, f"{key.to_user_string()} has no owner"
-        assert node.kinds, f"{key.to_user_string()} has no kinds"
-    for group in ("sources", "features"):
-        for name in EXPECTED_ASSETS[group]:
-            assert graph.get(dg.AssetKey(name)).pools == {"duckdb"}, name
-
-
-def test_sensors_schedules_and_partitions(defs: dg.Definitions) -> None:
-    sensors = {s.name for s in defs.sensors or []}
-    assert {"retail_landing_sensor", "retail_retraining_sensor"} <= sensors
-    assert defs.schedules
-    graph = defs.resolve_asset_graph()
-    for name in ("retail_features_monthly", "retail_scores", "retail_drift_report"):
-        partitions = graph.get(dg.AssetKey(name)).partitions_def
-        assert isinstance(partitions, dg.MonthlyPartitionsDefinition), name
+        name = key.to_user_string()
+        assert node.description, f"{name} has no description"
+        assert node.owners, f"{name} has no owner"
+        assert node.kinds, f"{name} has no kinds"
+        if node.group_name in ("sources", "features", "monitoring"):
+            assert node.pools == {"duckdb"}, name
 
 
 def test_dagster_cli_validates_the_code_location() -> None:

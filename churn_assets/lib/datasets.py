@@ -121,10 +121,14 @@ class EventTypes(Strict):
 
 class Observation(Strict):
     """Observation dates T (month starts). Unset bounds are derived from the data: from the
-    first month with enough history for the longest window to the month after the last event."""
+    first month with enough history for the longest window to the newest month start the data
+    covers (see :func:`observation_calendar`)."""
 
     start: date | None = None
     end: date | None = None
+    grace_days: int = Field(default=10, ge=0)
+    """A month start this many days after the day after the last event still counts as covered:
+    a shop closed over the holidays has no events, not missing ones."""
 
 
 class EventsSpec(Strict):
@@ -319,22 +323,29 @@ class DatasetSpec(Strict):
 
 
 def observation_calendar(
-    spec: DatasetSpec, first_event: datetime, last_event: datetime
+    spec: DatasetSpec,
+    first_event: datetime,
+    last_event: datetime,
+    known_until: date | None = None,
 ) -> tuple[list[date], list[str]]:
     """Observation dates T for an events dataset, and warnings about what was clipped.
 
     Derived: the first month start T with ``T - longest window >= first event day`` (every
-    window of the first T is covered by data), up to the last month start on or before the day
-    after the last event (a feature at T sees events before T, so T = last day + 1 is the
-    newest date with complete inputs). A declared start or end is kept inside those bounds and
-    a clipped end is reported, because months with no data would look like everyone churned.
+    window of the first T is covered by data), up to the newest month start the data covers: the
+    day after the last event (a feature at T sees events before T), plus ``grace_days``, or
+    ``known_until`` (a replay's as-of date: history before it is complete by definition). A
+    declared end past that is clipped and reported, because a month without data would look
+    like everyone churned.
     """
     ev = spec.ev
     first_day = first_event.date()
     earliest = shift_months(first_day, 0)
     while earliest - timedelta(days=max(ev.windows)) < first_day:
         earliest = month_after(earliest)
-    latest = shift_months(last_event.date() + timedelta(days=1), 0)
+    covered = last_event.date() + timedelta(days=1 + ev.observation.grace_days)
+    if known_until is not None:
+        covered = max(covered, known_until)
+    latest = shift_months(covered, 0)
     warnings = []
     start = ev.observation.start or earliest
     end = ev.observation.end or latest

@@ -94,9 +94,14 @@ def pending(folders: LandingFolders) -> list[tuple[Path, dict[str, str]]]:
     ]
 
 
+def _in(folder: Path, path: Path) -> bool:
+    return path.resolve().parent == folder.resolve()
+
+
 def accept(folders: LandingFolders, path: Path) -> Path:
-    """Record the delivery in the manifest first, then move it: a crash in between leaves it
-    recorded and present in pending, and the next load reads it from there."""
+    """Record the delivery in the manifest first, then move it from ``pending/`` (a file given
+    in run config from elsewhere is copied: the user's own file stays where it is). A crash in
+    between leaves it recorded and still in pending, where the next load reads it."""
     folders.ensure()
     target = _free_name(folders.accepted, path.name)
     entries = [
@@ -104,14 +109,20 @@ def accept(folders: LandingFolders, path: Path) -> Path:
         {"file": target.name, "accepted_at": datetime.now(UTC).isoformat()},
     ]
     _write_atomic(folders.accepted / MANIFEST, json.dumps(entries, indent=2) + "\n")
-    shutil.move(str(path), target)
-    _tags_file(path).unlink(missing_ok=True)
+    if _in(folders.pending, path):
+        shutil.move(str(path), target)
+        _tags_file(path).unlink(missing_ok=True)
+    else:
+        shutil.copyfile(path, target)
     return target
 
 
 def quarantine(folders: LandingFolders, path: Path, reason: str) -> Path:
-    """Move aside with a human-readable reason next to it, naming where the file now is."""
+    """Move a delivery aside with a human-readable reason next to it, naming where the file now
+    is (only files of the landing folder move: a user's own file is left where it is)."""
     folders.ensure()
+    if not (_in(folders.incoming, path) or _in(folders.pending, path)):
+        return path
     target = _free_name(folders.quarantine, path.name)
     if path.exists():
         shutil.move(str(path), target)

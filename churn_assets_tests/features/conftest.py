@@ -1,19 +1,32 @@
-"""Session fixtures: the dbt project is parsed once and built twice (base and perturbed raw
-data), because each dbt start-up costs seconds. Every test reads those two DuckDB files."""
+"""Session fixtures: each dataset's dbt manifest is parsed once, and the fixture is built three
+times (base, perturbed raw data, a 60-day label horizon), because each dbt start-up costs
+seconds. Every test reads those DuckDB files."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster_dbt import DbtCliInvocation
 
-from churn_assets.lib import features_dbt
-from churn_assets.settings import get_settings
+from churn_assets.defs.features.project import dbt_resource, prepare_manifest
+from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.features_dbt import dbt_vars, vars_arg
 from churn_assets_tests.features import fixtures
+
+OBSERVATION = (
+    date.fromisoformat(fixtures.OBSERVATION_START),
+    date.fromisoformat(fixtures.OBSERVATION_END),
+)
+
+
+def with_horizon(spec: DatasetSpec, days: int) -> DatasetSpec:
+    """The same declaration with another label horizon (one knob, one place)."""
+    return spec.model_copy(
+        update={"events": spec.ev.model_copy(update={"label_horizon_days": days})}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -22,50 +35,48 @@ def feature_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("features")
 
 
-@pytest.fixture
-def isolated_settings(feature_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Settings pointing at a temporary home, for assets that write files (training sets)."""
-    monkeypatch.setenv("CHURN_HOME", str(feature_dir / "home"))
-    monkeypatch.setenv("CHURN_PROCESSED_DIR", str(feature_dir / "home" / "processed"))
-    get_settings.cache_clear()
-    yield feature_dir / "home"
-    get_settings.cache_clear()
-
-
 @pytest.fixture(scope="session")
-def dbt_manifest() -> Path:
-    """A fresh manifest for this session (the same call the Makefile makes)."""
-    return features_dbt.prepare_manifest().manifest_path
+def dbt_manifests(specs: dict[str, DatasetSpec]) -> dict[str, Path]:
+    """Fresh manifests for this session (the same call `make run` makes)."""
+    return {name: prepare_manifest(spec).manifest_path for name, spec in specs.items()}
 
 
-def _start_build(db_path: Path, lines: tuple[fixtures.Line, ...], target: Path) -> DbtCliInvocation:
-    fixtures.write_raw(db_path, lines)
-    dbt_vars = {
-        "duckdb_path": str(db_path),
-        "observation_start": fixtures.OBSERVATION_START,
-        "observation_end": fixtures.OBSERVATION_END,
-        "label_horizon_days": fixtures.HORIZON_DAYS,
-    }
-    return features_dbt.dbt_resource().cli(
-        ["build", "--vars", json.dumps(dbt_vars)], target_path=target
+def _build(spec: DatasetSpec, db: Path, target: Path) -> DbtCliInvocation:
+    observation = OBSERVATION if spec.kind == "events" else None
+    return dbt_resource(spec.name).cli(
+        ["build", *vars_arg(dbt_vars(spec, str(db), observation))], target_path=target
     )
 
 
 @pytest.fixture(scope="session")
-def fixture_dbs(feature_dir: Path, dbt_manifest: Path) -> dict[str, Path]:
-    """The hand-built fixture and a copy with events at or after T* changed or added, both
-    built by the real dbt models (every dbt test must pass), as two concurrent dbt processes."""
+def fixture_dbs(
+    feature_dir: Path, dbt_manifests: dict[str, Path], specs: dict[str, DatasetSpec]
+) -> dict[str, Path]:
+    """The hand-built fixture, a copy with events at or after T* changed or added, and the
+    fixture under a 60-day horizon, all built by the real dbt models (every dbt test must pass)."""
+    retail, telco = specs["retail"], specs["telco"]
     builds = {
-        "base": (fixtures.BASE_LINES, feature_dir / "base.duckdb"),
-        "perturbed": (fixtures.perturbed_lines(), feature_dir / "perturbed.duckdb"),
+        "base": (fixtures.BASE_LINES, [retail, telco]),
+        "perturbed": (fixtures.perturbed_lines(), [retail]),
+        "horizon60": (fixtures.BASE_LINES, [with_horizon(retail, 60)]),
     }
-    invocations = [
-        _start_build(db, lines, feature_dir / f"target_{name}")
-        for name, (lines, db) in builds.items()
+    dbs = {}
+    for name, (lines, _) in builds.items():
+        dbs[name] = feature_dir / f"{name}.duckdb"
+        fixtures.write_raw(dbs[name], specs, lines)
+    # One writer per DuckDB file at a time; different files build side by side.
+    waves = [
+        [(name, spec) for name, (_, wave) in builds.items() for spec in wave[:1]],
+        [(name, spec) for name, (_, wave) in builds.items() for spec in wave[1:]],
     ]
-    for invocation in invocations:
-        invocation.wait()
-    return {name: db for name, (_, db) in builds.items()}
+    for wave in waves:
+        invocations = [
+            _build(spec, dbs[name], feature_dir / f"target_{name}_{spec.name}")
+            for name, spec in wave
+        ]
+        for invocation in invocations:
+            invocation.wait()
+    return dbs
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +87,11 @@ def base_db(fixture_dbs: dict[str, Path]) -> Path:
 @pytest.fixture(scope="session")
 def perturbed_db(fixture_dbs: dict[str, Path]) -> Path:
     return fixture_dbs["perturbed"]
+
+
+@pytest.fixture(scope="session")
+def horizon60_db(fixture_dbs: dict[str, Path]) -> Path:
+    return fixture_dbs["horizon60"]
 
 
 def query(db_path: Path, sql: str) -> list[tuple]:

@@ -1,7 +1,9 @@
-"""Tiny hand-built raw tables for the feature-store tests, in the lead's ``raw`` contract.
+"""Tiny hand-built files for the feature-store tests, in the bundled datasets' own shapes.
 
-The observation range used with them is 2011-01-01 .. 2011-06-01 (monthly), horizon 90 days.
-The last event is 2011-06-15 12:00, so labels at T <= 2011-03-01 are mature, later ones are not.
+They go through the real contracts (the retail events parquet, the Telco CSV) into the raw
+tables, then through the real dbt models. The observation range used with them is
+2011-01-01 .. 2011-06-01 (monthly), horizon 90 days. The last event is 2011-06-15 12:00, so
+labels at T <= 2011-03-01 are mature, later ones are not.
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
+
+from churn_assets.defs.sources.raw import LOAD_TABLE, load_record
+from churn_assets.lib.contracts import read_file
+from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.duckdb_io import replace_tables
+from churn_assets.lib.ingest import FileReport
 
 OBSERVATION_START = "2011-01-01"
 OBSERVATION_END = "2011-06-01"
@@ -82,105 +91,78 @@ def perturbed_lines() -> tuple[Line, ...]:
 
 
 TELCO_ROWS = (
-    # customer_id, contract, tenure, monthly, total, imputed, internet, addons Yes, payment, churn
-    ("0001-A", "Month-to-month", 0, 50.0, 0.0, True, "DSL", 0, "Electronic check", False),
-    ("0002-B", "Month-to-month", 1, 70.0, 70.0, False, "Fiber optic", 2, "Mailed check", True),
-    (
-        "0003-C",
-        "One year",
-        30,
-        80.0,
-        2400.0,
-        False,
-        "Fiber optic",
-        4,
-        "Credit card (automatic)",
-        False,
-    ),
-    ("0004-D", "Two year", 72, 20.0, 1440.0, False, "No", 0, "Bank transfer (automatic)", False),
+    # customer_id, contract, tenure, monthly, total ("" = blank), internet, addons Yes, payment, churn
+    ("0001-AAAAA", "Month-to-month", 0, 50.0, "", "DSL", 0, "Electronic check", "No"),
+    ("0002-BBBBB", "Month-to-month", 1, 70.0, "70", "Fiber optic", 2, "Mailed check", "Yes"),
+    ("0003-CCCCC", "One year", 30, 80.0, "2400", "Fiber optic", 4, "Credit card (automatic)", "No"),
+    ("0004-DDDDD", "Two year", 72, 20.0, "1440", "No", 0, "Bank transfer (automatic)", "No"),
 )
 ADDONS = (
-    "online_security",
-    "online_backup",
-    "device_protection",
-    "tech_support",
-    "streaming_tv",
-    "streaming_movies",
+    "OnlineSecurity",
+    "OnlineBackup",
+    "DeviceProtection",
+    "TechSupport",
+    "StreamingTV",
+    "StreamingMovies",
 )
 
 
-def write_raw(db_path: Path, lines: tuple[Line, ...]) -> None:
-    """Create ``raw.retail_transactions`` and ``raw.telco_customers`` with the contract schema."""
+def _invoice(invoice: str) -> str:
+    """The fixture's short invoice numbers in the retailer's six-digit format."""
+    prefix = invoice[0] if invoice[0].isalpha() else ""
+    return f"{prefix}{int(invoice[len(prefix) :]):06d}"
+
+
+def retail_file(path: Path, lines: tuple[Line, ...]) -> Path:
+    """The lines as an Online Retail II events parquet (the retailer's own column names)."""
+    pl.DataFrame(
+        {
+            "invoice": [_invoice(line.invoice) for line in lines],
+            "stock_code": [line.stock_code for line in lines],
+            "description": [None for _ in lines],
+            "quantity": [line.quantity for line in lines],
+            "invoice_ts": [datetime.fromisoformat(line.ts) for line in lines],
+            "unit_price": [line.unit_price for line in lines],
+            "customer_id": [line.customer_id for line in lines],
+            "country": ["United Kingdom" for _ in lines],
+        },
+        schema_overrides={"customer_id": pl.Int32, "quantity": pl.Int32, "description": pl.String},
+    ).write_parquet(path)
+    return path
+
+
+def telco_file(path: Path) -> Path:
+    """The customers as a Telco CSV (IBM's column names)."""
+    header = [
+        "customerID", "gender", "SeniorCitizen", "Partner", "Dependents", "tenure",
+        "PhoneService", "MultipleLines", "InternetService", *ADDONS, "Contract",
+        "PaperlessBilling", "PaymentMethod", "MonthlyCharges", "TotalCharges", "Churn",
+    ]  # fmt: skip
+    lines = [",".join(header)]
+    for cid, contract, tenure, monthly, total, internet, n_yes, pay, churn in TELCO_ROWS:
+        none = "No internet service" if internet == "No" else "No"
+        addons = ["Yes" if i < n_yes else none for i in range(len(ADDONS))]
+        values = [
+            cid, "Female", "0", "Yes", "No", str(tenure), "Yes", "No", internet, *addons,
+            contract, "Yes", pay, str(monthly), total, churn,
+        ]  # fmt: skip
+        lines.append(",".join(f'"{v}"' if "," in v else v for v in values))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_raw(db_path: Path, specs: dict[str, DatasetSpec], lines: tuple[Line, ...]) -> None:
+    """Both datasets' raw tables from the fixture files, through the real contracts."""
+    files = {
+        "retail": retail_file(db_path.with_suffix(".parquet"), lines),
+        "telco": telco_file(db_path.with_suffix(".csv")),
+    }
     con = duckdb.connect(str(db_path))
     try:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        con.execute(
-            """CREATE OR REPLACE TABLE raw.retail_transactions (
-                event_id BIGINT, invoice VARCHAR, stock_code VARCHAR, description VARCHAR,
-                quantity INTEGER, invoice_ts TIMESTAMP, unit_price DOUBLE, customer_id INTEGER,
-                country VARCHAR, source_file VARCHAR)"""
-        )
-        con.executemany(
-            "INSERT INTO raw.retail_transactions VALUES (?, ?, ?, NULL, ?, ?, ?, ?, 'UK', 'fixture')",
-            [
-                (
-                    i,
-                    line.invoice,
-                    line.stock_code,
-                    line.quantity,
-                    datetime.fromisoformat(line.ts),
-                    line.unit_price,
-                    line.customer_id,
-                )
-                for i, line in enumerate(lines, start=1)
-            ],
-        )
-        addon_columns = ", ".join(f"{name} VARCHAR" for name in ADDONS)
-        con.execute(
-            f"""CREATE OR REPLACE TABLE raw.telco_customers (
-                customer_id VARCHAR, gender VARCHAR, senior_citizen INTEGER, partner VARCHAR,
-                dependents VARCHAR, phone_service VARCHAR, multiple_lines VARCHAR,
-                internet_service VARCHAR, {addon_columns}, contract VARCHAR,
-                paperless_billing VARCHAR, payment_method VARCHAR, tenure INTEGER,
-                monthly_charges DOUBLE, total_charges DOUBLE, total_charges_imputed BOOLEAN,
-                churn BOOLEAN)"""
-        )
-        rows = []
-        for (
-            cid,
-            contract,
-            tenure,
-            monthly,
-            total,
-            imputed,
-            internet,
-            n_yes,
-            pay,
-            churn,
-        ) in TELCO_ROWS:
-            none = "No internet service" if internet == "No" else "No"
-            addons = ["Yes" if i < n_yes else none for i in range(len(ADDONS))]
-            rows.append(
-                (
-                    cid,
-                    "Female",
-                    0,
-                    "Yes",
-                    "No",
-                    "Yes",
-                    "No",
-                    internet,
-                    *addons,
-                    contract,
-                    "Yes",
-                    pay,
-                    tenure,
-                    monthly,
-                    total,
-                    imputed,
-                    churn,
-                )
-            )
-        con.executemany(f"INSERT INTO raw.telco_customers VALUES ({', '.join('?' * 22)})", rows)
+        for name, path in files.items():
+            spec = specs[name]
+            frame = read_file(spec, path)
+            loaded = load_record([FileReport(str(path), frame.height, frame.height, 0)])
+            replace_tables(con, spec.db_schema("raw"), {spec.raw_table: frame, LOAD_TABLE: loaded})
     finally:
         con.close()

@@ -8,21 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from churn_assets.lib import features_registry
+from churn_assets.lib.datasets import load_declarations
+from churn_assets.lib.features_registry import feature_set
 from churn_assets_tests.features import fixtures
 from churn_assets_tests.features.conftest import query
 
 # One xdist worker builds the fixture databases once for every test of this folder.
 pytestmark = pytest.mark.xdist_group("features_dbt")
 
-FEATURES = [f.name for f in features_registry.features_of("fct_retail_features")]
+FEATURES = list(feature_set(load_declarations()["retail"]).names)
 
 
 def _features(db: Path, customer_id: int, observation_date: str) -> dict[str, object]:
     rows = query(
         db,
-        f"select {', '.join(FEATURES)} from features.fct_retail_features "
-        f"where customer_id = {customer_id} and observation_date = date '{observation_date}'",
+        f"select {', '.join(FEATURES)} from retail_features.fct_features "
+        f"where customer_id = '{customer_id}' and observation_date = date '{observation_date}'",
     )
     assert len(rows) == 1
     return dict(zip(FEATURES, rows[0], strict=True))
@@ -30,9 +31,9 @@ def _features(db: Path, customer_id: int, observation_date: str) -> dict[str, ob
 
 def _labels(db: Path) -> dict[tuple[int, date], int | None]:
     return {
-        (cid, day): churned
+        (int(cid), day): churned
         for cid, day, churned in query(
-            db, "select customer_id, observation_date, churned from features.fct_retail_labels"
+            db, "select customer_id, observation_date, churned from retail_features.fct_labels"
         )
     }
 
@@ -43,21 +44,21 @@ def test_window_edges(base_db: Path) -> None:
     got = _features(base_db, 1, "2011-04-01")
     gaps = [31, 29, 1]  # purchase days 12-31, 01-31, 03-01, 03-02
     expected = {
-        "invoices_30d": 1, "lines_30d": 1, "revenue_30d": 10.0,
+        "orders_30d": 1, "lines_30d": 1, "revenue_30d": 10.0,
         "returns_30d": 1, "return_value_30d": 10.0, "distinct_products_30d": 1,
-        "invoices_60d": 3, "lines_60d": 3, "revenue_60d": 17.0,
+        "orders_60d": 3, "lines_60d": 3, "revenue_60d": 17.0,
         "returns_60d": 1, "return_value_60d": 10.0, "distinct_products_60d": 2,
-        "invoices_90d": 3, "lines_90d": 3, "revenue_90d": 17.0,
+        "orders_90d": 3, "lines_90d": 3, "revenue_90d": 17.0,
         "returns_90d": 1, "return_value_90d": 10.0, "distinct_products_90d": 2,
         "recency_days": 30, "tenure_days": 91,
-        "lifetime_invoices": 4, "lifetime_revenue": 27.0,
-        "invoices_trend_30d": 2 / 3, "revenue_trend_30d": 11 / 8,
+        "lifetime_orders": 4, "lifetime_revenue": 27.0,
+        "orders_trend_30d": 2 / 3, "revenue_trend_30d": 11 / 8,
         "interpurchase_mean_days": statistics.mean(gaps),
         "interpurchase_std_days": statistics.pstdev(gaps),
-        "invoices_180d": 4, "revenue_180d": 27.0, "invoices_365d": 4, "revenue_365d": 27.0,
-        "active_months_365d": 3, "invoices_prior_year_horizon": 0, "observation_month": 4,
+        "orders_180d": 4, "revenue_180d": 27.0, "orders_365d": 4, "revenue_365d": 27.0,
+        "active_months_365d": 3, "orders_prior_year_horizon": 0, "observation_month": 4,
         "max_gap_days": 31, "n_lapses_90d": 0, "recency_to_mean_gap": 30 / statistics.mean(gaps),
-        "avg_invoice_value": 27 / 4, "avg_lines_per_invoice": 1.0, "avg_line_value": 27 / 4,
+        "avg_order_value": 27 / 4, "avg_lines_per_order": 1.0, "avg_line_value": 27 / 4,
     }  # fmt: skip
     assert got.keys() == expected.keys()
     for name, value in expected.items():
@@ -70,14 +71,14 @@ def test_long_window_edges(base_db: Path) -> None:
     got = _features(base_db, 9, "2011-04-01")
     gaps = [1, 89, 1, 94, 1]  # purchase days 03-31, 04-01, 06-29, 06-30, 10-02, 10-03 (2010)
     expected = {
-        "invoices_180d": 1, "revenue_180d": 32.0,
-        "invoices_365d": 5, "revenue_365d": 62.0,
-        "active_months_365d": 3, "invoices_prior_year_horizon": 2,
-        "invoices_90d": 0, "recency_days": 180, "observation_month": 4,
+        "orders_180d": 1, "revenue_180d": 32.0,
+        "orders_365d": 5, "revenue_365d": 62.0,
+        "active_months_365d": 3, "orders_prior_year_horizon": 2,
+        "orders_90d": 0, "recency_days": 180, "observation_month": 4,
         "max_gap_days": 94, "n_lapses_90d": 1,
         "recency_to_mean_gap": 180 / statistics.mean(gaps),
-        "lifetime_invoices": 6, "avg_invoice_value": 63 / 6,
-        "avg_lines_per_invoice": 1.0, "avg_line_value": 63 / 6,
+        "lifetime_orders": 6, "avg_order_value": 63 / 6,
+        "avg_lines_per_order": 1.0, "avg_line_value": 63 / 6,
     }  # fmt: skip
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, abs=1e-9), name
@@ -89,7 +90,7 @@ def test_single_purchase_day_defaults(base_db: Path) -> None:
     assert got["tenure_days"] == got["recency_days"] == 17
     assert got["interpurchase_mean_days"] == 17.0
     assert got["interpurchase_std_days"] == 0.0
-    assert got["invoices_30d"] == 1 and got["lines_30d"] == 2 and got["revenue_30d"] == 11.0
+    assert got["orders_30d"] == 1 and got["lines_30d"] == 2 and got["revenue_30d"] == 11.0
     assert got["distinct_products_30d"] == 2
 
 
@@ -109,14 +110,14 @@ def test_immature_labels_are_null(base_db: Path) -> None:
     rows = query(
         base_db,
         "select observation_date, count(*), count(churned), bool_and(not is_mature) "
-        "from features.fct_retail_labels group by 1 order by 1",
+        "from retail_features.fct_labels group by 1 order by 1",
     )
     for observation_date, n, n_labelled, all_immature in rows:
         if observation_date >= date(2011, 4, 1):
             assert n_labelled == 0 and all_immature, observation_date
         else:
             assert n_labelled == n, observation_date
-    spine = query(base_db, "select max(observation_date) from features.fct_retail_training_spine")
+    spine = query(base_db, "select max(observation_date) from retail_features.fct_training_spine")
     assert spine == [(date(2011, 3, 1),)]
 
 
@@ -124,32 +125,35 @@ def test_keys_unique_and_features_complete(base_db: Path) -> None:
     (n, n_keys) = query(
         base_db,
         "select count(*), count(distinct (customer_id, observation_date)) "
-        "from features.fct_retail_features",
+        "from retail_features.fct_features",
     )[0]
     assert n == n_keys > 0
     nulls = query(
         base_db,
         "select "
         + ", ".join(f"count(*) - count({name})" for name in FEATURES)
-        + " from features.fct_retail_features",
+        + " from retail_features.fct_features",
     )[0]
     assert dict(zip(FEATURES, nulls, strict=True)) == dict.fromkeys(FEATURES, 0)
 
 
 def test_rows_exist_exactly_where_history_exists(base_db: Path) -> None:
-    rows = set(
-        query(base_db, "select customer_id, observation_date from features.fct_retail_features")
-    )
+    rows = {
+        (int(cid), day)
+        for cid, day in query(
+            base_db, "select customer_id, observation_date from retail_features.fct_features"
+        )
+    }
     assert not any(cid == 6 for cid, _ in rows)  # returns only: no purchase history
     assert (2, date(2011, 1, 1)) not in rows and (2, date(2011, 2, 1)) in rows
     assert (2, date(2011, 6, 1)) in rows  # inactive but with history: still has features
     assert (1, date(2011, 1, 1)) in rows  # purchase at 2010-12-31 23:59 is before T
-    dropped = dict(query(base_db, "select reason, n_lines from staging.stg_retail_dropped_lines"))
+    dropped = dict(query(base_db, "select reason, n_rows from retail_staging.stg_dropped_events"))
     assert dropped == {"missing_customer": 1, "bad_debt_adjustment": 0, "zero_quantity": 0}
 
 
 def test_latest_view_is_newest_observation(base_db: Path) -> None:
-    rows = query(base_db, "select distinct observation_date from features.retail_features_latest")
+    rows = query(base_db, "select distinct observation_date from retail_features.features_latest")
     assert rows == [(date.fromisoformat(fixtures.OBSERVATION_END),)]
 
 
@@ -157,7 +161,7 @@ def test_future_events_do_not_leak_into_features(base_db: Path, perturbed_db: Pa
     """Events changed/added at or after T* leave every feature row at T <= T* byte-identical."""
     sql = (
         f"select customer_id, observation_date, {', '.join(FEATURES)} "
-        f"from features.fct_retail_features where observation_date <= date '{fixtures.LEAKAGE_T}' "
+        f"from retail_features.fct_features where observation_date <= date '{fixtures.LEAKAGE_T}' "
         "order by customer_id, observation_date"
     )
     assert query(base_db, sql) == query(perturbed_db, sql)
@@ -180,12 +184,46 @@ def test_telco_features(base_db: Path) -> None:
         "select customer_id, observation_date, tenure_bucket, charge_per_tenure_month, "
         "monthly_charges_vs_contract_median, n_addon_services, n_security_support_services, "
         "n_streaming_services, contract_months, is_automatic_payment, churned "
-        "from features.fct_telco_features order by customer_id",
+        "from telco_features.fct_snapshot_features order by customer_id",
     )
     snapshot = date(2019, 9, 30)
     assert rows == [
-        ("0001-A", snapshot, "00-12", 50.0, pytest.approx(50 / 60), 0, 0, 0, 1, 0, 0),
-        ("0002-B", snapshot, "00-12", 70.0, pytest.approx(70 / 60), 2, 2, 0, 1, 0, 1),
-        ("0003-C", snapshot, "25-48", 80.0, 1.0, 4, 4, 0, 12, 1, 0),
-        ("0004-D", snapshot, "49-72", 20.0, 1.0, 0, 0, 0, 24, 1, 0),
+        ("0001-AAAAA", snapshot, "00-12", 50.0, pytest.approx(50 / 60), 0, 0, 0, 1, 0, 0),
+        ("0002-BBBBB", snapshot, "00-12", 70.0, pytest.approx(70 / 60), 2, 2, 0, 1, 0, 1),
+        ("0003-CCCCC", snapshot, "25-48", 80.0, 1.0, 4, 4, 0, 12, 1, 0),
+        ("0004-DDDDD", snapshot, "49-72", 20.0, 1.0, 0, 0, 0, 24, 1, 0),
     ]
+
+
+def test_the_label_horizon_moves_labels_features_and_words_together(
+    base_db: Path, horizon60_db: Path
+) -> None:
+    """One knob, one place: a 60-day horizon moves the labels (dbt), last year's horizon window
+    (dbt and its declared description), the label definition (provenance, MLflow, docs) and the
+    dbt vars; the 90-day build is untouched."""
+    from churn_assets.lib.features_dbt import dbt_vars
+    from churn_assets_tests.features.conftest import with_horizon
+
+    spec = load_declarations()["retail"]
+    short = with_horizon(spec, 60)
+    ends = query(
+        horizon60_db,
+        "select distinct label_horizon_end - observation_date from retail_features.fct_labels",
+    )
+    assert ends == [(60,)]
+    assert query(
+        base_db,
+        "select distinct label_horizon_end - observation_date from retail_features.fct_labels",
+    ) == [(90,)]
+    # customer 4 buys again at 2011-03-31 23:59, 89 days after 2011-01-01: retained at 90, churned at 60
+    assert _labels(base_db)[(4, date(2011, 1, 1))] == 0
+    assert _labels(horizon60_db)[(4, date(2011, 1, 1))] == 1
+    # last year's label horizon is [T - 365d, T - 365d + h): customer 9 at 2011-04-01 has
+    # purchases at 2010-04-01 and 2010-06-29 23:59 (2 in 90 days) but only the first in 60 days
+    assert _features(base_db, 9, "2011-04-01")["orders_prior_year_horizon"] == 2
+    assert _features(horizon60_db, 9, "2011-04-01")["orders_prior_year_horizon"] == 1
+    described = feature_set(short).get("orders_prior_year_horizon").description
+    assert "[T - 365d, T - 305d)" in described and "60-day" in described
+    assert "[T, T + 60d)" in short.label_definition()
+    assert dbt_vars(short)["label_horizon_days"] == 60
+    assert feature_set(short).registry_hash != feature_set(spec).registry_hash

@@ -13,8 +13,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-
 from churn_assets.defs.sources.assets import raw_retail_transactions, raw_telco_customers
+
 from churn_assets.resources import DuckDBResource
 from churn_assets.settings import Settings
 

@@ -26,6 +26,7 @@ from churn_assets.lib.datasets import DatasetSpec, observation_calendar
 from churn_assets.lib.features_dbt import dbt_vars, vars_arg
 from churn_assets.lib.features_registry import FeatureSet, feature_set
 from churn_assets.resources import DuckDBResource
+from churn_assets.settings import ChurnSettings
 
 GROUP = "features"
 
@@ -70,8 +71,11 @@ class DatasetTranslator(DagsterDbtTranslator):
         return metadata
 
 
-def observation_bounds(spec: DatasetSpec, duckdb: DuckDBResource) -> tuple[date, date] | None:
-    """First and last observation date the raw events support (None for a snapshot)."""
+def observation_bounds(
+    spec: DatasetSpec, duckdb: DuckDBResource, known_until: date | None
+) -> tuple[date, date] | None:
+    """First and last observation date the raw events support (None for a snapshot): the same
+    calendar the raw asset made into partitions."""
     if spec.kind != "events":
         return None
     with duckdb.connect(read_only=True) as con:
@@ -79,7 +83,7 @@ def observation_bounds(spec: DatasetSpec, duckdb: DuckDBResource) -> tuple[date,
             f"SELECT min(event_ts), max(event_ts) FROM {spec.db_schema('raw')}.events"
         ).fetchone()
     assert row is not None and row[0] is not None, f"{spec.db_schema('raw')}.events is empty"
-    dates, _ = observation_calendar(spec, row[0], row[1])
+    dates, _ = observation_calendar(spec, row[0], row[1], known_until)
     if not dates:
         raise dg.Failure(
             f"{spec.name}: the events ({row[0]} .. {row[1]}) cover no observation date: the "
@@ -100,10 +104,14 @@ def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         pool="duckdb",
     )
     def dataset_dbt_models(
-        context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource
+        context: AssetExecutionContext,
+        dbt: DbtCliResource,
+        duckdb: DuckDBResource,
+        settings: ChurnSettings,
     ) -> Iterator[Any]:
         """``dbt build`` with the dataset's vars, observation dates and the DuckDB path."""
-        variables = dbt_vars(spec, duckdb.path, observation_bounds(spec, duckdb))
+        bounds = observation_bounds(spec, duckdb, settings.history_as_of(spec.name))
+        variables = dbt_vars(spec, duckdb.path, bounds)
         with duckdb.lock():
             invocation = dbt.cli(["build", *vars_arg(variables)], context=context)
             yield from invocation.stream().fetch_row_counts()

@@ -11,7 +11,7 @@ of a successful load, or to ``quarantine/`` with the error when the load is refu
 """
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,9 @@ class RawLoadConfig(dg.Config):
 
     deliveries: list[str] = Field(
         default_factory=list,
-        description="Delivery files (the landing sensor passes its pending files) to validate and "
-        "add after the dataset's declared files and its accepted deliveries.",
-    )
-    path: str = Field(
-        default="",
-        description="Snapshot datasets: load this file instead of the declared (or last accepted) one.",
+        description="Files to validate and add after the dataset's declared files and accepted "
+        "deliveries (for a snapshot: the newest replaces the table). The landing sensor passes "
+        "its pending files; a file given by hand is copied into accepted/ once loaded.",
     )
     allow_shrink: bool = Field(
         default=False,
@@ -57,8 +54,6 @@ class RawLoadConfig(dg.Config):
 def _snapshot_file(spec: DatasetSpec, settings: ChurnSettings, config: RawLoadConfig) -> Path:
     if config.deliveries:
         return Path(config.deliveries[-1])
-    if config.path:
-        return Path(config.path)
     accepted = landing.accepted(settings.landing(spec.name))
     return accepted[-1] if accepted else spec.source_files()[0]
 
@@ -112,12 +107,12 @@ def _fail(spec: DatasetSpec, asset: str, error: ContractViolation) -> Iterator[d
 
 
 def _register_calendar(
-    context: dg.AssetExecutionContext, spec: DatasetSpec, frame: pl.DataFrame
+    context: dg.AssetExecutionContext, spec: DatasetSpec, frame: pl.DataFrame, as_of: date | None
 ) -> dict[str, Any]:
     """Make the observation dates the data supports into partitions; drop the ones past it."""
     first, last = frame["event_ts"].min(), frame["event_ts"].max()
     assert isinstance(first, datetime) and isinstance(last, datetime)
-    dates, warnings = observation_calendar(spec, first, last)
+    dates, warnings = observation_calendar(spec, first, last, as_of)
     for warning in warnings:
         context.log.warning(warning)
     partitions = observation_dates(spec)
@@ -188,7 +183,8 @@ def build_raw_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             for path in config.deliveries:
                 landing.accept(folders, Path(path))
             replace_tables(con, schema, {table: frame, LOAD_TABLE: loads})
-        extra = _register_calendar(context, spec, frame) if spec.kind == "events" else {}
+        as_of = settings.history_as_of(spec.name)
+        extra = _register_calendar(context, spec, frame, as_of) if spec.kind == "events" else {}
         context.log.info(f"loaded {frame.height:,} rows into {schema}.{table} (was {previous})")
         yield dg.MaterializeResult(
             metadata={
@@ -196,7 +192,10 @@ def build_raw_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 "dagster/column_schema": metadata.column_schema(frame),
                 "previous_row_count": previous if previous is not None else "none",
                 "files": metadata.table(loads),
-                "duplicates_skipped": sum(r.duplicates_skipped for r in reports),
+                # this load's deliveries: re-delivered events already in the table change nothing
+                "duplicates_skipped": sum(
+                    r.duplicates_skipped for r in reports if r.file in config.deliveries
+                ),
                 "as_of": str(settings.history_as_of(spec.name) or "full history"),
                 "preview": dg.MetadataValue.md(md_table(frame.head(10))),
                 **extra,

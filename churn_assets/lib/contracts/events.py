@@ -26,6 +26,7 @@ import polars as pl
 from churn_assets.lib.contracts.files import read_table
 from churn_assets.lib.contracts.problems import (
     ColumnNames,
+    ContractViolation,
     Problem,
     casting_problems,
     null_problems,
@@ -67,11 +68,12 @@ def read_events(spec: DatasetSpec, path: Path, now: datetime | None = None) -> p
     mapping |= {f"segment_{k}": v for k, v in ev.columns.segments.items()}
     name = ColumnNames(mapping)
     raw = read_table(path, spec.file_format(path))
+    if raw.height == 0:
+        raise ContractViolation(source, ["no data rows: an empty file is never a valid delivery"])
     missing = [f"'{user}' ({ours})" for ours, user in mapping.items() if user not in raw.columns]
     if missing:
-        raise_if(
-            source,
-            [Problem(f"column(s) {', '.join(missing)}", f"present (found {raw.columns})", ())],
+        raise ContractViolation(
+            source, [f"missing column(s) {', '.join(missing)}; found {raw.columns}"]
         )
     raw = raw.select([pl.col(user).alias(ours) for ours, user in mapping.items()])
     typed = raw.with_columns(_parse(column, raw[column].dtype, spec) for column in raw.columns)
@@ -108,11 +110,27 @@ def _parse(column: str, current: pl.DataType, spec: DatasetSpec) -> pl.Expr:
 
 
 def _parse_timestamps(expr: pl.Expr, current: pl.DataType, spec: DatasetSpec) -> pl.Expr:
-    """Text with the declared format (ISO-8601 when none), or the file's own temporal type.
-    A timezone, if the values carry one, is normalized by :func:`_derive`."""
+    """Text with the declared format (ISO-8601 when none), or the file's own temporal type, as
+    wall-clock time of the dataset's timezone. Text that carries a UTC offset (``+01:00``,
+    ``Z``) is converted into that timezone; text without one already is its wall-clock time.
+    A native timezone-aware column is normalized by :func:`_local_time`."""
     if current == pl.String:
         fmt = spec.ev.timestamps.format
-        return expr.str.strip_chars().str.to_datetime(format=fmt, strict=False, time_unit="us")
+        text = expr.str.strip_chars()
+        offset = text.str.contains(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+        # parsed separately: Polars infers one format per column from its first value
+        aware = (
+            pl.when(offset)
+            .then(text)
+            .str.to_datetime(
+                format=fmt, strict=False, time_unit="us", time_zone=spec.ev.timestamps.timezone
+            )
+            .dt.replace_time_zone(None)
+        )
+        naive = (
+            pl.when(~offset).then(text).str.to_datetime(format=fmt, strict=False, time_unit="us")
+        )
+        return pl.when(offset).then(aware).otherwise(naive)
     if isinstance(current, pl.Datetime):
         return expr.dt.cast_time_unit("us")
     return expr.cast(pl.Datetime("us"), strict=False)

@@ -112,9 +112,10 @@ def schema_problems(
         problems = []
         for (column, check), group in cases.group_by(["column", "check"], maintain_order=True):
             rows = tuple(int(i) + 1 for i in group["index"].to_list() if i is not None)
-            label = name(str(column)) if column is not None else "row rule"
+            row_rule = column is None or column == schema.name
             values = tuple(group["failure_case"].head(MAX_REPORTED_ROWS).to_list())
-            problems.append(Problem(label, str(check), rows, values if column else ()))
+            label = "row rule" if row_rule else name(str(column))
+            problems.append(Problem(label, str(check), rows, () if row_rule else values))
         return problems
     return []
 
@@ -141,5 +142,5 @@ def rule_check(name: str, expression: str, description: str) -> pa.Check:
     return pa.Check(
         lambda data: data.lazyframe.select(pl.sql_expr(expression).fill_null(False)),
         name=name,
-        error=description or expression,
+        error=f"{name} ({description or expression})",
     )
