@@ -8,9 +8,9 @@ import dagster as dg
 import duckdb
 import mlflow
 import pytest
+from churn_assets.defs.training.assets import build_training_assets
 from mlflow import MlflowClient
 
-from churn_assets.defs.training.assets import build_training_assets
 from churn_assets.lib.registry_models import load_champion
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.settings import get_settings

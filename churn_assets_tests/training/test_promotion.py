@@ -8,9 +8,9 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pytest
+from churn_assets.defs.training.assets import ProtocolConfig, build_training_assets, protocol_params
 from mlflow import MlflowClient
 
-from churn_assets.defs.training.assets import ProtocolConfig, build_training_assets, protocol_params
 from churn_assets.lib import modeling
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.promotion import decide_promotion
