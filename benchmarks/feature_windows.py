@@ -38,40 +38,46 @@ if __package__ in (None, ""):  # run as a script (`make bench`): make the repo r
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.synthetic_events import generate
-from churn_assets.lib import features_dbt, features_registry
+from churn_assets.defs.features.project import dbt_executable
+from churn_assets.lib.datasets import DatasetSpec, load_declarations
+from churn_assets.lib.features_dbt import (
+    DBT_PROJECT_DIR,
+    EVENT_FEATURE_CHAIN,
+    EVENT_LABEL_CHAIN,
+    dbt_vars,
+    vars_arg,
+)
+from churn_assets.lib.features_registry import feature_set
 
-FEATURE_CHAIN = features_dbt.RETAIL_FEATURE_CHAIN
-LABEL_CHAIN = features_dbt.RETAIL_LABEL_CHAIN
+FEATURE_CHAIN = EVENT_FEATURE_CHAIN
+LABEL_CHAIN = EVENT_LABEL_CHAIN
+# The bundled retail declaration (its windows, horizon, rules) under the name "bench", so the
+# benchmark's tables land in bench_* schemas.
+SPEC: DatasetSpec = load_declarations()["retail"].model_copy(update={"name": "bench"})
+STAGING = SPEC.db_schema("staging")
+FEATURES = SPEC.db_schema("features")
 
 
-def compile_models(db_path: Path, start: date, end: date, horizon: int) -> dict[str, Any]:
-    """Compiled SQL and materialization of every retail model, rendered by dbt itself."""
-    project = features_dbt.dbt_project()
+def compile_models(db_path: Path, start: date, end: date) -> dict[str, Any]:
+    """Compiled SQL and materialization of every event model, rendered by dbt itself."""
     target = Path(tempfile.mkdtemp(prefix="bench-target-"))
-    dbt_vars = {
-        "duckdb_path": str(db_path),
-        "observation_start": start.isoformat(),
-        "observation_end": end.isoformat(),
-        "label_horizon_days": horizon,
-    }
     selection = " ".join(f"+{name}" for name in (FEATURE_CHAIN[-1], *LABEL_CHAIN))
     subprocess.run(
         [
-            features_dbt.dbt_executable(),
+            dbt_executable(),
             "compile",
             "--quiet",
             "--target-path",
             str(target),
             "--profiles-dir",
-            str(project.profiles_dir),
-            "--vars",
-            json.dumps(dbt_vars),
+            str(DBT_PROJECT_DIR),
+            *vars_arg(dbt_vars(SPEC, str(db_path), (start, end))),
             "--select",
             selection,
             "--exclude",
             "resource_type:test",
         ],
-        cwd=project.project_dir,
+        cwd=DBT_PROJECT_DIR,
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -103,7 +109,7 @@ def run_models(
 
 def naive_sql(start: date, end: date) -> str:
     """Reference features straight from events: a range join of all history per (customer, T)."""
-    windows = features_registry.WINDOWS
+    windows = SPEC.ev.windows
 
     def in_window(w: int) -> str:
         return f"e.event_ts >= o.observation_date - INTERVAL {w} DAY"
@@ -113,18 +119,18 @@ def naive_sql(start: date, end: date) -> str:
         purchase = f"e.event_type = 'purchase' AND {in_window(w)}"
         other = f"e.event_type <> 'purchase' AND {in_window(w)}"
         per_window += [
-            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.invoice END) AS INTEGER) AS invoices_{w}d",
+            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.order_id END) AS INTEGER) AS orders_{w}d",
             f"CAST(count(*) FILTER (WHERE {purchase}) AS INTEGER) AS lines_{w}d",
             f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE) AS revenue_{w}d",
             f"CAST(count(*) FILTER (WHERE {other}) AS INTEGER) AS returns_{w}d",
             f"CAST(coalesce(-sum(e.amount) FILTER (WHERE {other}), 0) AS DOUBLE) AS return_value_{w}d",
-            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.stock_code END) AS INTEGER) "
+            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.product_id END) AS INTEGER) "
             f"AS distinct_products_{w}d",
         ]
-    for w in features_registry.LONG_WINDOWS:
+    for w in SPEC.ev.long_windows:
         purchase = f"e.event_type = 'purchase' AND {in_window(w)}"
         per_window += [
-            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.invoice END) AS INTEGER) AS invoices_{w}d",
+            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.order_id END) AS INTEGER) AS orders_{w}d",
             f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE) AS revenue_{w}d",
         ]
     year = f"e.event_type = 'purchase' AND {in_window(365)}"
@@ -132,7 +138,7 @@ def naive_sql(start: date, end: date) -> str:
         f"CAST(count(DISTINCT CASE WHEN {year} THEN date_trunc('month', e.event_date) END) "
         "AS INTEGER) AS active_months_365d",
         f"CAST(count(DISTINCT CASE WHEN {year} AND e.event_ts < o.observation_date "
-        "- INTERVAL 275 DAY THEN e.invoice END) AS INTEGER) AS invoices_prior_year_horizon",
+        "- INTERVAL 275 DAY THEN e.order_id END) AS INTEGER) AS orders_prior_year_horizon",
     ]
     return f"""
     WITH obs AS (
@@ -146,19 +152,19 @@ def naive_sql(start: date, end: date) -> str:
                  o.observation_date) AS INTEGER) AS recency_days,
             CAST(date_diff('day', min(e.event_date) FILTER (WHERE e.event_type = 'purchase'),
                  o.observation_date) AS INTEGER) AS tenure_days,
-            CAST(count(DISTINCT e.invoice) FILTER (WHERE e.event_type = 'purchase') AS INTEGER)
-                AS lifetime_invoices,
+            CAST(count(DISTINCT e.order_id) FILTER (WHERE e.event_type = 'purchase') AS INTEGER)
+                AS lifetime_orders,
             CAST(sum(e.amount) FILTER (WHERE e.event_type = 'purchase') AS DOUBLE)
                 AS lifetime_revenue,
             count(*) FILTER (WHERE e.event_type = 'purchase') AS lifetime_lines
-        FROM staging.stg_retail_events AS e
+        FROM {STAGING}.stg_events AS e
         JOIN obs AS o ON e.event_ts < o.observation_date
         GROUP BY e.customer_id, o.observation_date
         HAVING count(*) FILTER (WHERE e.event_type = 'purchase') > 0
     ),
     purchase_days AS (
         SELECT DISTINCT e.customer_id, o.observation_date, e.event_date
-        FROM staging.stg_retail_events AS e
+        FROM {STAGING}.stg_events AS e
         JOIN obs AS o ON e.event_ts < o.observation_date
         WHERE e.event_type = 'purchase'
     ),
@@ -177,7 +183,7 @@ def naive_sql(start: date, end: date) -> str:
         GROUP BY customer_id, observation_date
     )
     SELECT agg.* EXCLUDE (lifetime_revenue), agg.lifetime_revenue,
-        (invoices_30d + 1.0) / (invoices_60d - invoices_30d + 1.0) AS invoices_trend_30d,
+        (orders_30d + 1.0) / (orders_60d - orders_30d + 1.0) AS orders_trend_30d,
         (revenue_30d + 1.0) / (revenue_60d - revenue_30d + 1.0) AS revenue_trend_30d,
         coalesce(gaps.gap_mean, CAST(tenure_days AS DOUBLE)) AS interpurchase_mean_days,
         coalesce(gaps.gap_std, 0.0) AS interpurchase_std_days,
@@ -185,16 +191,16 @@ def naive_sql(start: date, end: date) -> str:
         CAST(coalesce(gaps.gap_max, 0) AS INTEGER) AS max_gap_days,
         CAST(coalesce(gaps.n_lapses, 0) AS INTEGER) AS n_lapses_90d,
         recency_days / coalesce(gaps.gap_mean, CAST(tenure_days AS DOUBLE)) AS recency_to_mean_gap,
-        lifetime_revenue / lifetime_invoices AS avg_invoice_value,
-        lifetime_lines / lifetime_invoices AS avg_lines_per_invoice,
+        lifetime_revenue / lifetime_orders AS avg_order_value,
+        lifetime_lines / lifetime_orders AS avg_lines_per_order,
         lifetime_revenue / lifetime_lines AS avg_line_value
     FROM agg LEFT JOIN gaps USING (customer_id, observation_date)
     """
 
 
-FLOOR_SQL = """
+FLOOR_SQL = f"""
     SELECT customer_id, count(*) AS n_events, sum(amount) AS amount, max(event_ts) AS last_ts
-    FROM staging.stg_retail_events GROUP BY customer_id
+    FROM {STAGING}.stg_events GROUP BY customer_id
 """
 
 
@@ -205,8 +211,8 @@ def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
 
 
 def assert_identical(con: duckdb.DuckDBPyConnection) -> int:
-    """Compare reference.naive with features.fct_retail_features column by column; return rows."""
-    features = features_registry.features_of("fct_retail_features")
+    """Compare reference.naive with the tile build column by column; return rows."""
+    features = feature_set(SPEC).features
     mismatches = []
     for f in features:
         if f.dtype == "double":
@@ -217,12 +223,12 @@ def assert_identical(con: duckdb.DuckDBPyConnection) -> int:
         else:
             condition = f"t.{f.name} IS DISTINCT FROM n.{f.name}"
         mismatches.append(f"count(*) FILTER (WHERE {condition}) AS {f.name}")
-    (n_tiles,) = _one_row(con, "SELECT count(*) FROM features.fct_retail_features")
+    (n_tiles,) = _one_row(con, f"SELECT count(*) FROM {FEATURES}.fct_features")
     (n_naive,) = _one_row(con, "SELECT count(*) FROM reference.naive")
     assert n_tiles == n_naive, f"row counts differ: tiles {n_tiles}, naive {n_naive}"
     row = _one_row(
         con,
-        f"SELECT count(*), {', '.join(mismatches)} FROM features.fct_retail_features AS t "
+        f"SELECT count(*), {', '.join(mismatches)} FROM {FEATURES}.fct_features AS t "
         "JOIN reference.naive AS n USING (customer_id, observation_date)",
     )
     assert row[0] == n_tiles, "keys differ between tile build and naive reference"
@@ -280,10 +286,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     timings: dict[str, float] = {}
     con = connect()
-    timed("generate events", lambda: generate(con, args.events, args.customers, args.seed), timings)
+    timed(
+        "generate events",
+        lambda: generate(con, args.events, args.customers, args.seed, SPEC.db_schema("raw")),
+        timings,
+    )
     con.execute("CHECKPOINT")
     con.close()  # dbt compile opens the file itself
-    nodes = compile_models(db_path, start, end, 90)
+    nodes = compile_models(db_path, start, end)
     con = connect()
     run_models(con, nodes, FEATURE_CHAIN[:1])  # the staging view all three read
 
@@ -314,16 +324,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
         rows = assert_identical(con)
         print(
-            f"  naive == tiles on {rows:,} (customer, T) rows, {len(features_registry.features_of('fct_retail_features'))} features"
+            f"  naive == tiles on {rows:,} (customer, T) rows, {len(feature_set(SPEC).features)} features"
         )
     con.close()
 
     floor = timings["floor: GROUP BY customer"]
     tiles = timings["tiles: dbt feature models"]
     print(f"tiles / floor = {tiles / floor:.2f}x (target <= 3x)")
-    additive = sum(v for k, v in per_model.items() if k != "int_retail_product_days")
+    additive = sum(v for k, v in per_model.items() if k != "int_product_days")
     print(
-        f"  of which distinct-product tiles {per_model['int_retail_product_days'] / floor:.2f}x, "
+        f"  of which distinct-product tiles {per_model['int_product_days'] / floor:.2f}x, "
         f"everything else {additive / floor:.2f}x"
     )
     if "naive: range join" in timings:

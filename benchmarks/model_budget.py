@@ -3,7 +3,7 @@
 For each dataset it fits the logistic baseline once, then tunes XGBoost with growing budgets
 on one persisted study (topped up from budget to budget, as the asset does on re-runs), all
 with the assets' own protocols: Telco stratified 80/20, Retail out of time. It prints the test
-ROC-AUC with its bootstrap CI, the gap to the issue's target, the gain over the baseline and
+ROC-AUC with its bootstrap CI, the gap to the dataset's declared target, the gain over the baseline and
 the wall time as a ratio of the baseline's fit time, measured in the same run.
 
 Examples::
@@ -24,54 +24,47 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from churn_assets.defs.training.assets import (
-    PROTOCOLS,
-    ProtocolConfig,
-    make_split,
-    protocol_params,
-    resolve_calibration,
-)
-from churn_assets.lib import features_registry, modeling
-from churn_assets.lib.evaluation import cost_threshold, evaluate
+from churn_assets.lib import modeling
+from churn_assets.lib.datasets import DatasetSpec, load_declarations
+from churn_assets.lib.features_registry import feature_set
+from churn_assets.lib.modeling.protocol import Protocol
 from churn_assets.lib.training_set import PROVENANCE_FILE, TrainingSet
-from churn_assets.settings import get_settings
-
-TARGETS = {"telco": 0.85, "retail": 0.80}
+from churn_assets.settings import settings_from_env
 
 
-def latest_snapshot(dataset: str) -> TrainingSet:
-    """The most recently written snapshot of ``dataset`` under ``data/processed``."""
-    root = get_settings().processed_dir / dataset
+def latest_snapshot(spec: DatasetSpec) -> TrainingSet:
+    """The most recently written snapshot of a dataset under the processed folder."""
+    root = Path(settings_from_env().processed_dir) / spec.name
     snapshots = sorted(root.glob(f"*/{PROVENANCE_FILE}"), key=lambda p: p.stat().st_mtime)
     if not snapshots:
-        raise SystemExit(f"no {dataset} training set under {root}: run `make run` first")
-    provenance = json.loads(snapshots[-1].read_text())
-    model = provenance["feature_model"]
+        raise SystemExit(f"no {spec.name} training set under {root}: run `make run` first")
+    excluded = json.loads(snapshots[-1].read_text()).get("excluded_features", {})
+    features = feature_set(spec)
     return TrainingSet(
-        dataset=dataset,
+        dataset=spec.name,
         version=snapshots[-1].parent.name,
         path=snapshots[-1].parent,
-        numeric_features=features_registry.numeric_features(model),
-        categorical_features=features_registry.categorical_features(model),
+        numeric_features=tuple(n for n in features.numeric if n not in excluded),
+        categorical_features=tuple(n for n in features.categorical if n not in excluded),
+        excluded_features=excluded,
     )
 
 
-def sweep(ts: TrainingSet, budgets: list[int], seed: int, study_dir: Path) -> None:
-    protocol = PROTOCOLS[ts.dataset]
-    params = protocol_params(ProtocolConfig(seed=seed))
-    calibration = resolve_calibration(protocol, params["calibration"])
-    split = make_split(protocol, ts, ts.frame(), params)
-    threshold = cost_threshold(params["cost_false_positive"], params["cost_false_negative"])
+def sweep(
+    spec: DatasetSpec, ts: TrainingSet, budgets: list[int], seed: int, study_dir: Path
+) -> None:
+    protocol = Protocol(
+        kind=spec.protocol,
+        seed=seed,
+        horizon_days=spec.ev.label_horizon_days if spec.kind == "events" else None,
+        cost_false_positive=spec.decision.cost_false_positive,
+        cost_false_negative=spec.decision.cost_false_negative,
+    )
+    calibration, threshold = protocol.calibration_method, protocol.threshold
+    split = protocol.split(ts, ts.frame())
 
     def test_auc(model: modeling.ChurnClassifier) -> tuple[float, float, float]:
-        m = evaluate(
-            split.y_test,
-            model.predict_proba(split.x_test)[:, 1],
-            cost_false_positive=params["cost_false_positive"],
-            cost_false_negative=params["cost_false_negative"],
-            n_bootstrap=params["n_bootstrap"],
-            seed=seed,
-        ).metrics
+        m = protocol.evaluate(model, split).metrics
         return m["roc_auc"], m["roc_auc_ci_low"], m["roc_auc_ci_high"]
 
     started = time.perf_counter()
@@ -84,7 +77,7 @@ def sweep(ts: TrainingSet, budgets: list[int], seed: int, study_dir: Path) -> No
     )
     baseline_seconds = time.perf_counter() - started
     base_auc, low, high = test_auc(baseline)
-    target = TARGETS[ts.dataset]
+    target = spec.targets.roc_auc
     print(f"\n{ts.dataset} {ts.version}: {split.x_train.shape[0]} train / {split.y_test.size} test")
     print(
         f"{'model':<22}{'test AUC':>9}  {'95% CI':<15}{'vs target':>10}{'vs base':>9}"
@@ -132,9 +125,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     budgets = sorted(int(b) for b in args.budgets.split(","))
+    specs = load_declarations()
     with tempfile.TemporaryDirectory(prefix="model-budget-") as study_dir:
         for dataset in args.datasets.split(","):
-            sweep(latest_snapshot(dataset), budgets, args.seed, Path(study_dir))
+            spec = specs[dataset]
+            sweep(spec, latest_snapshot(spec), budgets, args.seed, Path(study_dir))
 
 
 if __name__ == "__main__":

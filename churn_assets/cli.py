@@ -29,11 +29,12 @@ def ensure_dagster_home() -> Path:
     home = home.resolve()
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if config.is_symlink() and not config.exists():
+    config, project = home / "dagster.yaml", REPO_ROOT / "dagster.yaml"
+    if config.is_symlink():
         config.unlink()
-    if not config.exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", config)
+    # refreshed while it is the project's own copy; a config the user wrote is left alone
+    if not config.exists() or config.read_text().startswith(project.read_text().splitlines()[0]):
+        shutil.copyfile(project, config)
     return home
 
 

@@ -45,7 +45,7 @@ LOCATION_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { na
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 SENSORS = ("retail_landing_sensor", "retail_month_after_ingest_sensor", "retail_retraining_sensor")
 LINEAGE_PATH = (
-    "raw_retail_transactions",
+    "retail_raw_events",
     "retail_features_monthly",
     "retail_scores",
     "retail_drift_report",
@@ -207,9 +207,7 @@ def test_lineage_from_raw_tables_to_drift_report(webserver: str, page: Any) -> N
 
 def test_asset_page_shows_description_and_owner(webserver: str, page: Any) -> None:
     _open(page, f"{webserver}/assets/retail_scores", "retail_scores")
-    page.get_by_text(
-        "Churn probability, risk decile and top-3 SHAP drivers", exact=False
-    ).first.wait_for()
+    page.get_by_text("Churn probability, risk decile", exact=False).first.wait_for()
     owners = page.get_by_text("Owners", exact=True).first
     owners.wait_for()
     owners.scroll_into_view_if_needed()
