@@ -4,6 +4,7 @@ business layer reads (``<ds>_monitoring.scores``, value frames, ``fct_labels``).
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -65,3 +66,35 @@ def synthetic_month(
     )
     trailing = pl.DataFrame({"customer_id": ids, "trailing_revenue": value / 4})
     return {"scores": scores, "values": values, "labels": labels, "trailing": trailing}
+
+
+# A small valid playbook (dataset "shop"): two actions with overlapping families.
+PLAYBOOK_DATA: dict[str, Any] = {
+    "dataset": "shop",
+    "version": "3",
+    "owner": "team:crm",
+    "currency": "GBP",
+    "margin_rate": 0.5,
+    "campaign": {"budget": 100.0, "control_share": 0.2},
+    "actions": [
+        {
+            "name": "voucher",
+            "description": "A voucher.",
+            "families": ["recency", "frequency"],
+            "channel": "email",
+            "cost_per_contact": 1.0,
+            "offer_cost": 10.0,
+            "acceptance": {"low": 0.1, "mid": 0.2, "high": 0.3},
+            "uplift": {"low": 0.05, "mid": 0.10, "high": 0.20},
+        },
+        {
+            "name": "call",
+            "description": "A phone call.",
+            "families": ["recency", "returns"],
+            "cost_per_contact": 5.0,
+            "offer_cost": 0.0,
+            "acceptance": {"low": 0.0, "mid": 0.0, "high": 0.0},
+            "uplift": {"low": 0.10, "mid": 0.15, "high": 0.30},
+        },
+    ],
+}

@@ -21,36 +21,9 @@ from churn_assets.lib.business.playbook import (
     playbook_path,
     recommend_actions,
 )
+from churn_assets_tests.business.fixtures import PLAYBOOK_DATA
 
-VALID: dict[str, Any] = {
-    "dataset": "shop",
-    "version": "3",
-    "owner": "team:crm",
-    "currency": "GBP",
-    "margin_rate": 0.5,
-    "campaign": {"budget": 100.0, "control_share": 0.2},
-    "actions": [
-        {
-            "name": "voucher",
-            "description": "A voucher.",
-            "families": ["recency", "frequency"],
-            "channel": "email",
-            "cost_per_contact": 1.0,
-            "offer_cost": 10.0,
-            "acceptance": {"low": 0.1, "mid": 0.2, "high": 0.3},
-            "uplift": {"low": 0.05, "mid": 0.10, "high": 0.20},
-        },
-        {
-            "name": "call",
-            "description": "A phone call.",
-            "families": ["recency", "returns"],
-            "cost_per_contact": 5.0,
-            "offer_cost": 0.0,
-            "acceptance": {"low": 0.0, "mid": 0.0, "high": 0.0},
-            "uplift": {"low": 0.10, "mid": 0.15, "high": 0.30},
-        },
-    ],
-}
+VALID = PLAYBOOK_DATA
 
 
 @pytest.mark.parametrize("dataset", ["retail", "telco"])
