@@ -83,14 +83,21 @@ def test_reason_sentences():
         "days since the first purchase raises the churn risk, +0.20"
     )
     assert reason_sentence("", None, 0.0, "none") == "no risk-raising driver among the top three"
-    assert feature_label("n_calls_30d", None, "service") == "n calls 30d (service)"
+    assert feature_label("n_calls_30d", None, "service") == (
+        "number of calls in the last 30 days (service)"
+    )
+    assert feature_label("log_tenure_x_log_monthly_charges") == (
+        "tenure (log) × monthly charges (log)"
+    )
+    assert feature_label("senior_citizen", "1 for a senior citizen.") == "senior citizen"
     assert (
         feature_label(
             "charge_per_tenure_month",
             "Total charges / tenure; the monthly charge when tenure is 0.",
         )
-        == "total charges / tenure"
+        == "charge per tenure month"  # a formula reads worse than the name
     )
+    assert feature_label("tenure_bucket", "Tenure band: 00-12, 13-24 months.") == "tenure band"
     assert format_value(12345.678) == "12,346" and format_value(2.50) == "2.5"
 
 

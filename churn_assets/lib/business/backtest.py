@@ -16,7 +16,9 @@ compared with contacting the same number of customers at random?
   5th-95th percentiles of a seeded simulation of random draws.
 * ROI range: the playbook's low / mid / high uplift of each targeted customer's action applied
   to the revenue lost of the churners reached, times the margin, against the expected contact
-  and offer cost of the same scenario: (saved margin - cost) / cost.
+  and offer cost of the same scenario: (saved margin - cost) / cost. Only revenue lost within
+  the horizon counts (not the customer's remaining lifetime value), so the ROI is a lower bound:
+  a campaign whose backtest ROI is negative may still pay off over the value horizon.
 
 Nothing here measures uplift: the data are observational (nobody was contacted), so the ROI is
 the playbook's assumption applied to real churners, and the output text says so.

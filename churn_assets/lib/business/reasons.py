@@ -3,9 +3,10 @@
 A SHAP driver is a raw feature name, its value and a signed log-odds contribution. Business
 readers need the feature in plain words, whether the value is low or high compared with a
 typical customer, and how much it raises the risk. Labels come from, in order: an explicit
-label, a small vocabulary of measures for windowed features (``revenue_180d`` → "spend in the
-last 180 days"), a few common feature names, the feature's registry description, and finally
-the name itself with its reason family.
+label, a few common feature names, a small vocabulary of measures for windowed features
+(``revenue_180d`` → "spend in the last 180 days"), the first clause of the feature's registry
+description when it reads as a short noun phrase, and finally the name itself in words (with
+its reason family when the name does not already say it).
 
 "Low" / "high" compares the value with a reference the caller supplies (typically the median
 of the feature over the month's scored customers); without a reference the sentence states the
@@ -34,7 +35,6 @@ MEASURE_WORDS: dict[str, str] = {
     "return_value": "value returned",
     "distinct_products": "distinct products bought",
     "active_months": "active months",
-    "n_lapses": "past lapses",
 }
 # Common whole-feature names, in words.
 FEATURE_WORDS: dict[str, str] = {
@@ -45,27 +45,64 @@ FEATURE_WORDS: dict[str, str] = {
     "avg_order_value": "average order value",
     "max_gap_days": "longest gap between purchases (days)",
     "interpurchase_mean_days": "usual gap between purchases (days)",
+    "interpurchase_std_days": "irregularity of the gaps between purchases (days)",
     "recency_to_mean_gap": "time since the last purchase relative to the usual gap",
+    "orders_trend_30d": "order trend (last 30 days vs the 30 before)",
+    "revenue_trend_30d": "spend trend (last 30 days vs the 30 before)",
+    "orders_prior_year_horizon": "orders in the same season last year",
+    "n_lapses_90d": "past lapses of over 90 days",
     "observation_month": "calendar month",
     "monthly_charges": "monthly charge",
     "total_charges": "total charged so far",
     "tenure": "tenure in months",
 }
 _WINDOWED = re.compile(r"^(?P<measure>[a-z_]+?)_(?P<days>\d+)d$")
+_PREFIXES = {"n_": "number of ", "avg_": "average ", "is_": "", "has_": ""}
+_MAX_DESCRIPTION_LABEL = 45
+
+
+def _description_label(description: str) -> str | None:
+    """The first clause of a registry description, when it reads as a short noun phrase
+    (formulas, column names and "1 for ..." flags read worse than the feature's own name)."""
+    pieces = re.split(r"\s+in \[|\s+before T\b|\.\s|\.$|;|:", description.strip(), maxsplit=1)
+    clause = pieces[0].strip()
+    if not clause or len(clause) > _MAX_DESCRIPTION_LABEL or clause[0].isdigit():
+        return None
+    if any(ch in clause for ch in "()_/[=") or clause.lower().startswith("original"):
+        return None
+    return clause[0].lower() + clause[1:]
+
+
+def _humanize(feature: str) -> str:
+    """``log_monthly_charges`` → "monthly charges (log)", ``n_addon_services`` → "number of
+    addon services", ``orders_trend_30d`` → "orders trend in the last 30 days"."""
+    if "_x_" in feature:
+        return " × ".join(_humanize(part) for part in feature.split("_x_"))
+    name, suffix = feature, ""
+    match = _WINDOWED.match(name)
+    if match:
+        name, suffix = match["measure"], f" in the last {match['days']} days"
+    if name.startswith("log_"):
+        name, suffix = name[4:], suffix + " (log)"
+    prefix = ""
+    for start, words in _PREFIXES.items():
+        if name.startswith(start):
+            name, prefix = name[len(start) :], words
+            break
+    name = name.replace("_vs_", " vs ").replace("_", " ")
+    return f"{prefix}{name}{suffix}"
 
 
 def feature_label(feature: str, description: str | None = None, family: str | None = None) -> str:
     """The feature in plain words (see module docstring for the order of sources)."""
     match = _WINDOWED.match(feature)
-    if match and match["measure"] in MEASURE_WORDS:
-        return f"{MEASURE_WORDS[match['measure']]} in the last {match['days']} days"
     if feature in FEATURE_WORDS:
         return FEATURE_WORDS[feature]
-    if description:
-        text = re.split(r"\s+in \[|\.\s|\.$|;", description.strip(), maxsplit=1)[0].strip()
-        if 0 < len(text) <= 70:
-            return text[0].lower() + text[1:]
-    words = feature.replace("_", " ")
+    if match and match["measure"] in MEASURE_WORDS:
+        return f"{MEASURE_WORDS[match['measure']]} in the last {match['days']} days"
+    if description and (label := _description_label(description)):
+        return label
+    words = _humanize(feature)
     if family and family != NO_REASON and family not in words:
         return f"{words} ({family})"
     return words
@@ -129,7 +166,7 @@ def top_reasons(
 
     From a customer table (reason_feature, reason_value, reason_shap, reason_family,
     churn_probability, value). Columns: reason, family, feature, customers, share_of_customers,
-    revenue_at_risk, mean_shap, median_value, typical_value. The sentence describes the median
+    revenue_at_risk, mean_shap, median_value, typical_value, description. The sentence describes the median
     customer of the group: median value (numeric features) or most common value, mean SHAP.
     """
     descriptions = descriptions or {}
@@ -172,6 +209,7 @@ def top_reasons(
                 "mean_shap": row["mean_shap"],
                 "median_value": row["median_value"],
                 "typical_value": reference,
+                "description": descriptions.get(feature, ""),
             }
         )
     schema = {
@@ -184,5 +222,6 @@ def top_reasons(
         "mean_shap": pl.Float64,
         "median_value": pl.Float64,
         "typical_value": pl.Float64,
+        "description": pl.String,
     }
     return pl.DataFrame(rows, schema=schema)

@@ -308,3 +308,35 @@ def data_end_exclusive(events: pl.DataFrame) -> date:
         raise ValueError("no events")
     assert isinstance(last, datetime)
     return last.date() + timedelta(days=1)
+
+
+def events_value_method(
+    model: EventsValueModel, horizon_days: float, annual_discount_rate: float = 0.0
+) -> str:
+    """How an events dataset's value was computed, with its fitted figures, for the report."""
+    bg, gg = model.bgnbd, model.gamma_gamma
+    discount = f", discounted at {annual_discount_rate:.0%} a year" if annual_discount_rate else ""
+    return (
+        f"Expected purchase revenue over the next {horizon_days:.0f} days{discount}, before "
+        f"margin: BG/NBD purchase model × Gamma-Gamma spend model, fitted by maximum likelihood "
+        f"on {bg.n_customers:,} customers' purchases before {model.observation_date} (purchases "
+        f"counted per purchase day). Fitted: a typical active customer buys every "
+        f"{bg.alpha / bg.r:,.0f} days and stops after a purchase with probability "
+        f"{bg.a / (bg.a + bg.b):.1%}; average spend per purchase day "
+        f"{gg.population_mean_spend:,.0f} before shrinkage to each customer's own history."
+    )
+
+
+def snapshot_value_method(
+    hazards: pl.DataFrame, group_column: str, horizon_months: float | None
+) -> str:
+    """How a snapshot dataset's value was computed, with its fitted hazards, for the report."""
+    parts = ", ".join(
+        f"{row[group_column]} {row['monthly_hazard']:.2%}" for row in hazards.iter_rows(named=True)
+    )
+    horizon = f"within {horizon_months:.0f} months" if horizon_months else "(uncapped)"
+    return (
+        f"Monthly charge × expected remaining tenure {horizon}, before margin, from a constant "
+        f"monthly churn hazard per {group_column} fitted on the snapshot (churners / months of "
+        f"tenure): {parts}."
+    )
