@@ -16,9 +16,11 @@ from churn_assets.lib.business.value import (
     constant_hazards,
     discounted_expected_purchases,
     events_customer_value,
+    events_value_method,
     expected_remaining_months,
     purchase_summary,
     snapshot_customer_value,
+    snapshot_value_method,
 )
 from churn_assets.lib.business.value_check import value_out_of_time_check
 from churn_assets_tests.business.real_data import BASELINE_DB, retail_events
@@ -193,3 +195,23 @@ def test_out_of_time_check_on_real_retail_history():
     assert 0.8 < check.total_ratio < 1.5
     deciles = check.calibration.sort("decile")
     assert deciles["mean_realized"][-1] > 10 * deciles["mean_realized"][0]
+
+
+def test_value_method_texts_carry_the_fitted_figures():
+    events = _simulated_events(300, seed=4)
+    _, model = events_customer_value(events, date(2010, 11, 1))
+    text = events_value_method(model, 365, currency="GBP")
+    assert f"{model.bgnbd.n_customers:,} customers" in text
+    assert f"once every {model.bgnbd.alpha / model.bgnbd.r:,.0f} days" in text
+    assert f"GBP {model.gamma_gamma.population_mean_spend:,.0f}" in text
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "contract": ["m", "y"],
+            "tenure": [10, 20],
+            "monthly_charges": [50.0, 60.0],
+            "churned": [1, 0],
+        }
+    )
+    _, hazards = snapshot_customer_value(frame)
+    assert snapshot_value_method(hazards, "contract", 12).endswith("m 10.00%, y 0.00%.")

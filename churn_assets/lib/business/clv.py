@@ -2,9 +2,9 @@
 
 Why our own ~250 lines instead of a library:
 
-* ``lifetimes`` (the reference implementation) installs, but has been unmaintained since 2020;
-  its ``datasets`` module still imports ``pkg_resources``, which current setuptools no longer
-  ships, and it pins nothing against numpy 2 / pandas 3.
+* ``lifetimes`` (the reference implementation) installs, but has been unmaintained since 2020:
+  its ``datasets`` module still imports the deprecated ``pkg_resources``, and nobody fixes it
+  against new numpy, pandas or setuptools releases.
 * ``pymc-marketing`` pulls in pymc and pytensor, which compile C at runtime: a compiler in the
   asset's critical path, minutes of first-run compilation and a cache directory per worker, for
   four parameters that scipy fits in well under a second.

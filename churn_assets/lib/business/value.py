@@ -311,19 +311,24 @@ def data_end_exclusive(events: pl.DataFrame) -> date:
 
 
 def events_value_method(
-    model: EventsValueModel, horizon_days: float, annual_discount_rate: float = 0.0
+    model: EventsValueModel,
+    horizon_days: float,
+    annual_discount_rate: float = 0.0,
+    currency: str = "",
 ) -> str:
     """How an events dataset's value was computed, with its fitted figures, for the report."""
     bg, gg = model.bgnbd, model.gamma_gamma
     discount = f", discounted at {annual_discount_rate:.0%} a year" if annual_discount_rate else ""
+    money = f"{currency} " if currency else ""
     return (
         f"Expected purchase revenue over the next {horizon_days:.0f} days{discount}, before "
         f"margin: BG/NBD purchase model × Gamma-Gamma spend model, fitted by maximum likelihood "
         f"on {bg.n_customers:,} customers' purchases before {model.observation_date} (purchases "
-        f"counted per purchase day). Fitted: a typical active customer buys every "
-        f"{bg.alpha / bg.r:,.0f} days and stops after a purchase with probability "
-        f"{bg.a / (bg.a + bg.b):.1%}; average spend per purchase day "
-        f"{gg.population_mean_spend:,.0f} before shrinkage to each customer's own history."
+        f"counted per purchase day). Fitted: while active, customers buy on average once every "
+        f"{bg.alpha / bg.r:,.0f} days; after each repeat purchase a customer leaves for good with "
+        f"probability {bg.a / (bg.a + bg.b):.1%} on average; the population's mean spend per "
+        f"purchase day is {money}{gg.population_mean_spend:,.0f}, shrunk towards each customer's "
+        "own average the more history they have."
     )
 
 
