@@ -52,9 +52,12 @@ ui: state
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -h 127.0.0.1 -p $(MLFLOW_PORT)
 
-# dbt's catalogue and lineage docs for the feature models (needs `make run` first for the catalog).
+# dbt's catalogue and lineage docs of one dataset's feature models (`make run` first for the
+# catalog): `make dbt-docs DATASET=telco`, the first declared dataset by default.
 dbt-docs: install
-	cd dbt && ../$(BIN)/dbt docs generate --profiles-dir . && ../$(BIN)/dbt docs serve --profiles-dir . --host 127.0.0.1 --port 8080
+	cd dbt && vars="$$(../$(BIN)/python -m churn_assets.cli dbt-vars $(if $(DATASET),--dataset $(DATASET)))" && \
+		../$(BIN)/dbt docs generate --profiles-dir . --vars "$$vars" && \
+		../$(BIN)/dbt docs serve --profiles-dir . --vars "$$vars" --host 127.0.0.1 --port 8080
 
 lint: install
 	$(BIN)/ruff check churn_assets churn_assets_tests benchmarks

@@ -7,6 +7,7 @@ run, check result and metadata entry is visible afterwards in ``make ui``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from churn_assets import progress
+from churn_assets.progress import log_to_file, progress_logger
 from churn_assets.settings import REPO_ROOT, ChurnSettings, settings_from_env
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -64,15 +67,25 @@ def _graph(datasets: Sequence[str]) -> tuple[dg.Definitions, list[dg.AssetKey], 
     return defs, unpartitioned, partitioned
 
 
+def say(*parts: object) -> None:
+    """Print to the terminal (the process's own stdout goes to the log file during a run)."""
+    print(*parts, file=progress.CONSOLE, flush=True)
+
+
 def _execute(
     defs: dg.Definitions,
+    log_file: Path,
     name: str,
     keys: Sequence[dg.AssetKey],
     partition_key: str | None = None,
     partition_range: tuple[str, str] | None = None,
 ) -> bool:
     job = dg.Definitions.merge(
-        defs, dg.Definitions(jobs=[dg.define_asset_job(name, selection=list(keys))])
+        defs,
+        dg.Definitions(
+            jobs=[dg.define_asset_job(name, selection=list(keys))],
+            loggers={"progress": progress_logger},
+        ),
     ).resolve_job_def(name)
     tags = (
         {
@@ -82,11 +95,16 @@ def _execute(
         if partition_range
         else None
     )
+    label = partition_key or (
+        f"{partition_range[0]} .. {partition_range[1]}" if partition_range else ""
+    )
+    say(f"{name} {label}".rstrip())
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(),
         raise_on_error=False,
         partition_key=partition_key,
         tags=tags,
+        run_config={"loggers": {"progress": {"config": {"log_file": str(log_file)}}}},
     )
     return result.success
 
@@ -95,16 +113,22 @@ def run(datasets: Sequence[str] = ()) -> int:
     """Unpartitioned graph first (raw → dbt → training sets → models), then every month."""
     settings = settings_from_env()
     settings.ensure_dirs()
+    log_file = Path(settings.state_dir) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_to_file(log_file)
+    say(f"every log line: {log_file}")
     ensure_dagster_home()
-    prepare()
     started = time.perf_counter()
+    prepare()
     defs, unpartitioned, partitioned = _graph(datasets)
-    print(f"materializing {len(unpartitioned)} assets, then {len(partitioned)} monthly assets")
-    if not _execute(defs, "main_job", unpartitioned):
-        print("main job failed: see `make ui` → Runs for the failing step", file=sys.stderr)
+    say(
+        f"dbt manifests parsed in {time.perf_counter() - started:.0f} s; materializing "
+        f"{len(unpartitioned)} assets, then {len(partitioned)} per observation date"
+    )
+    if not _execute(defs, log_file, "main_job", unpartitioned):
+        say("main job failed: see `make ui` → Runs for the failing step")
         return 1
     for keys in _by_partitions(defs, partitioned):
-        if not _run_months(defs, keys):
+        if not _run_months(defs, log_file, keys):
             return 1
     failed = print_summary(
         defs, settings, [*unpartitioned, *partitioned], time.perf_counter() - started
@@ -125,7 +149,7 @@ def _by_partitions(
     return list(groups.values())
 
 
-def _run_months(defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]) -> bool:
+def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.AssetKey]) -> bool:
     """Assets whose backfill policy is a single run take every month in one run (as a UI
     backfill would); the rest (scoring, drift, realized performance) run month by month."""
     graph = defs.resolve_asset_graph()
@@ -133,18 +157,22 @@ def _run_months(defs: dg.Definitions, partitioned: Sequence[dg.AssetKey]) -> boo
     assert isinstance(partitions_def, dg.DynamicPartitionsDefinition)
     months = sorted(dg.DagsterInstance.get().get_dynamic_partitions(str(partitions_def.name)))
     if not months:
-        print(f"{partitions_def.name}: no observation date: nothing to monitor", file=sys.stderr)
+        say(f"{partitions_def.name}: no observation date: nothing to monitor")
         return False
     single_run = [k for k in partitioned if graph.get(k).backfill_policy == SINGLE_RUN]
     per_month = [k for k in partitioned if k not in single_run]
     if single_run and not _execute(
-        defs, "monthly_backfill_job", single_run, partition_range=(months[0], months[-1])
+        defs,
+        log_file,
+        "monthly_backfill_job",
+        single_run,
+        partition_range=(months[0], months[-1]),
     ):
-        print(f"backfill of {months[0]} .. {months[-1]} failed", file=sys.stderr)
+        say(f"backfill of {months[0]} .. {months[-1]} failed")
         return False
     for key in months if per_month else []:
-        if not _execute(defs, "monthly_job", per_month, partition_key=key):
-            print(f"monthly job failed for {key}", file=sys.stderr)
+        if not _execute(defs, log_file, "monthly_job", per_month, partition_key=key):
+            say(f"monthly job failed for {key}")
             return False
     return True
 
@@ -155,8 +183,8 @@ def print_summary(
     """Print what was built and where to look; return the number of failed ERROR checks."""
     instance = dg.DagsterInstance.get()
     graph = defs.resolve_asset_graph()
-    print(f"\nBuilt {len(keys)} assets in {seconds:.0f}s\n")
-    print(f"{'group':<12} {'asset':<40} rows / key figure")
+    say(f"\nBuilt {len(keys)} assets in {seconds:.0f}s\n")
+    say(f"{'group':<12} {'asset':<40} rows / key figure")
     for key in sorted(keys, key=lambda k: (graph.get(k).group_name, k.to_user_string())):
         event = instance.get_latest_materialization_event(key)
         metadata = (
@@ -176,10 +204,10 @@ def print_summary(
             ),
             "",
         )
-        print(f"{graph.get(key).group_name:<12} {key.to_user_string():<40} {figure}")
+        say(f"{graph.get(key).group_name:<12} {key.to_user_string():<40} {figure}")
     passed, warned, failed = _check_outcomes(instance, graph)
-    print(f"\nAsset checks: {passed} passed, {warned} warnings, {failed} failed")
-    print(
+    say(f"\nAsset checks: {passed} passed, {warned} warnings, {failed} failed")
+    say(
         f"\nDuckDB:   {settings.duckdb_path}\nReports:  {settings.reports_dir}\n"
         f"Training sets: {settings.processed_dir}\n"
         "Next: `make ui` (Dagster, http://127.0.0.1:3000) and `make mlflow-ui` (http://127.0.0.1:5000)"
@@ -208,7 +236,7 @@ def _check_outcomes(instance: dg.DagsterInstance, graph: dg.AssetGraph) -> tuple
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="churn_assets")
-    parser.add_argument("command", choices=["run", "prepare"])
+    parser.add_argument("command", choices=["run", "prepare", "dbt-vars"])
     parser.add_argument(
         "--dataset", action="append", default=[], help="only this dataset (repeatable)"
     )
@@ -217,7 +245,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_dagster_home()
         prepare()
         return 0
+    if args.command == "dbt-vars":
+        return print_dbt_vars(args.dataset)
     return run(args.dataset)
+
+
+def print_dbt_vars(datasets: Sequence[str]) -> int:
+    """The dbt vars of one dataset as JSON, for running dbt by hand (``make dbt-docs``)."""
+    from churn_assets.lib.datasets import load_declarations
+    from churn_assets.lib.features_dbt import dbt_vars
+
+    specs = load_declarations()
+    name = datasets[0] if datasets else next(iter(specs))
+    if name not in specs:
+        print(f"unknown dataset {name!r}; declared: {sorted(specs)}", file=sys.stderr)
+        return 2
+    print(json.dumps(dbt_vars(specs[name], settings_from_env().duckdb_path)))
+    return 0
 
 
 if __name__ == "__main__":

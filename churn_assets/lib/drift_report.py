@@ -56,7 +56,17 @@ def _row_html(row: FeatureDrift) -> str:
     )
 
 
-def render_html(summary: DriftSummary, dataset: str) -> str:
+PLOTTED = 12
+"""Distribution plots drawn per report: the score and the features that moved most (a plot of a
+feature that did not move says nothing, and each costs tens of milliseconds)."""
+
+
+def plots(summary: DriftSummary, n: int = PLOTTED) -> dict[str, bytes]:
+    """PNG per plotted row, by feature name: the report and the UI show the same figures."""
+    return {row.feature: feature_plot(row) for row in ranked(summary)[:n]}
+
+
+def render_html(summary: DriftSummary, dataset: str, figures: dict[str, bytes]) -> str:
     rows = ranked(summary)
     table = "\n".join(_row_html(r) for r in rows)
     colour = _STATUS_COLOURS[summary.status]
@@ -78,17 +88,23 @@ warn at &plusmn;{summary.volume_warn:.0%}, alert at &plusmn;{summary.volume_aler
 <tbody>
 {table}
 </tbody></table>"""
-    plots = "\n".join(image_html(feature_plot(r), r.feature) for r in rows)
+    images = "\n".join(image_html(png, name) for name, png in figures.items())
     return page(
         f"{dataset} drift report: observation date {summary.partition}",
-        [("", overview), ("Tests", tests), ("Per-feature distributions", plots)],
+        [
+            ("", overview),
+            ("Tests", tests),
+            (f"Distributions of the {len(figures)} largest shifts", images),
+        ],
     )
 
 
-def write_report(summary: DriftSummary, dataset: str, path: Path) -> Path:
+def write_report(
+    summary: DriftSummary, dataset: str, path: Path, figures: dict[str, bytes]
+) -> Path:
     """Write atomically (temp file + rename) so a reader never sees a half-written page."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_html(summary, dataset), encoding="utf-8")
+    tmp.write_text(render_html(summary, dataset, figures), encoding="utf-8")
     tmp.replace(path)
     return path

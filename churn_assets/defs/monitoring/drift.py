@@ -29,14 +29,14 @@ from churn_assets.lib.drift import (
     DriftSummary,
     summarize,
 )
-from churn_assets.lib.drift_report import feature_plot, ranked, write_report
+from churn_assets.lib.drift_report import plots, ranked, write_report
 from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.modeling import feature_frame
 from churn_assets.resources import AlertNotifier, DuckDBResource, MLflowResource
 from churn_assets.settings import ChurnSettings
 
 DRIFT_CHECK = "drift_alert"
-PLOTTED_FEATURES = 8
+PLOTTED_IN_UI = 8
 
 
 class DriftConfig(dg.Config):
@@ -200,10 +200,12 @@ def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
             raise dg.Failure(f"{day}: scores from several model versions {versions}; re-score")
         model = registry.load_model_version(spec.name, str(versions[0]))
         summary = compute_drift(spec, day.isoformat(), current, model, config)
+        figures = plots(summary)
         path = write_report(
             summary,
             spec.name,
             Path(settings.reports_dir) / spec.name / "drift" / f"drift_{day.isoformat()}.html",
+            figures,
         )
         run_id = log_to_mlflow(mlflow, spec, summary, path)
         alert = summary.status == "alert"
@@ -223,7 +225,7 @@ def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
         context.log.info(
             f"{day}: drift {summary.status}, share drifted {summary.share_drifted:.0%}"
         )
-        plotted = {f"{r.feature}.png": feature_plot(r) for r in ranked(summary)[:PLOTTED_FEATURES]}
+        plotted = {f"{name}.png": png for name, png in list(figures.items())[:PLOTTED_IN_UI]}
         yield dg.MaterializeResult(
             metadata={
                 **check_metadata,
