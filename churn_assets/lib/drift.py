@@ -307,18 +307,27 @@ def summarize(
     volume_warn: float = DEFAULT_VOLUME_WARN,
     volume_alert: float = DEFAULT_VOLUME_ALERT,
     measured_only: Collection[str] = (),
+    known_only: Collection[str] = (),
 ) -> DriftSummary:
     """Run every test for every feature; columns are plain sequences (no dataframe coupling).
 
     Features in ``measured_only`` are tested and reported like the others but cannot raise the
     status: cumulative features (tenure, lifetime totals) drift every month by construction, and
-    an alert that always fires teaches people to ignore alerts.
+    an alert that always fires teaches people to ignore alerts. Features in ``known_only`` are
+    compared on their known values: they are NULL where their window reaches back before the
+    data (left-censored), and a reference full of early months would otherwise "drift" from
+    every later month by its share of NULLs alone.
     """
+
+    def values(column: Sequence[Any], name: str) -> np.ndarray:
+        array = np.asarray(column, dtype=float)
+        return array[~np.isnan(array)] if name in known_only else array
+
     rows = [
         numeric_drift(
             name,
-            np.asarray(reference[name], dtype=float),
-            np.asarray(current[name], dtype=float),
+            values(reference[name], name),
+            values(current[name], name),
             psi_warn,
             psi_alert,
         )

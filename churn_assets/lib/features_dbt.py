@@ -47,7 +47,7 @@ def dbt_vars(
     out: dict[str, Any] = {
         "dataset": spec.name,
         "kind": spec.kind,
-        "feature_columns": list(features.names),
+        "not_null_features": list(features.always_known),
         "column_types": dbt_column_types(),
     }
     if duckdb_path:

@@ -41,6 +41,8 @@ class Feature:
     description: str
     version: int = 1
     grows_with_history: bool = False
+    left_censored: bool = False
+    """NULL while its window reaches back before the first day of the data: unknown, not 0."""
 
     @property
     def categorical(self) -> bool:
@@ -80,6 +82,16 @@ class FeatureSet:
         return frozenset(f.name for f in self.features if f.grows_with_history)
 
     @property
+    def left_censored(self) -> frozenset[str]:
+        """Features NULL where their window starts before the data (drift compares known values)."""
+        return frozenset(f.name for f in self.features if f.left_censored)
+
+    @property
+    def always_known(self) -> tuple[str, ...]:
+        """Features never NULL (dbt's not-null test covers exactly these)."""
+        return tuple(f.name for f in self.features if not f.left_censored)
+
+    @property
     def families(self) -> Mapping[str, Family]:
         return {f.name: f.family for f in self.features}
 
@@ -105,7 +117,8 @@ class FeatureSet:
         rows += [
             f"| `{f.name}` | {f'{f.window}d' if f.window else '-'} | {f.aggregation} | {f.dtype} "
             f"| {f.family} | {f.version} "
-            f"| {'no (grows with history)' if f.grows_with_history else 'yes'} | {f.description} |"
+            f"| {'no (grows with history)' if f.grows_with_history else 'yes'} | {f.description}"
+            f"{' NULL while the window reaches back before the data.' if f.left_censored else ''} |"
             for f in self.features
         ]
         return "\n".join(rows)
@@ -298,8 +311,15 @@ def _event_features(spec: DatasetSpec) -> tuple[Feature, ...]:
     ]
     features += [Feature(n, w, a, d, fam, t) for n, w, a, d, fam, t in history]
     lapses = f"n_lapses_{ev.active_window_days}d"
+    trends = {f"orders_trend_{w0}d", f"revenue_trend_{w0}d"}
     return tuple(
-        Feature(**{**asdict(f), "grows_with_history": f.name in _GROWS_WITH_HISTORY | {lapses}})
+        Feature(
+            **{
+                **asdict(f),
+                "grows_with_history": f.name in _GROWS_WITH_HISTORY | {lapses},
+                "left_censored": f.window is not None or f.name in trends,
+            }
+        )
         for f in features
     )
 

@@ -8,8 +8,8 @@ expensive materialization happens exactly once whatever the xdist distribution.
 
 from __future__ import annotations
 
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -53,7 +53,10 @@ def test_real_graph_end_to_end(tmp_path: Path) -> None:
     # (tested on its own) must not decide whether this run gets a champion to score with.
     fast = {
         **{f"{ds}_xgboost_model": {"config": FAST_TRAINING} for ds in ("telco", "retail")},
-        **{f"{ds}_model_promotion": {"config": {"max_calibration_error": 0.3}} for ds in ("telco", "retail")},
+        **{
+            f"{ds}_model_promotion": {"config": {"max_calibration_error": 0.3}}
+            for ds in ("telco", "retail")
+        },
     }
     with dg.instance_for_test() as instance:
         main = _job(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from churn_assets_tests.features.conftest import query
 pytestmark = pytest.mark.xdist_group("features_dbt")
 
 FEATURES = list(feature_set(load_declarations()["retail"]).names)
+KNOWN = list(feature_set(load_declarations()["retail"]).always_known)
 
 
 def _features(db: Path, customer_id: int, observation_date: str) -> dict[str, object]:
@@ -131,10 +132,37 @@ def test_keys_unique_and_features_complete(base_db: Path) -> None:
     nulls = query(
         base_db,
         "select "
-        + ", ".join(f"count(*) - count({name})" for name in FEATURES)
+        + ", ".join(f"count(*) - count({name})" for name in KNOWN)
         + " from retail_features.fct_features",
     )[0]
-    assert dict(zip(FEATURES, nulls, strict=True)) == dict.fromkeys(FEATURES, 0)
+    assert dict(zip(KNOWN, nulls, strict=True)) == dict.fromkeys(KNOWN, 0)
+
+
+def test_windows_reaching_before_the_data_are_unknown_not_zero(base_db: Path) -> None:
+    """The fixture's first event is 2010-03-31 23:59. A window [T - w, T) starting before
+    2010-03-31 is NULL; one starting on that day or later is a number (0 when empty)."""
+    censored = [f for f in FEATURES if f not in KNOWN]
+    assert {
+        "orders_365d",
+        "revenue_180d",
+        "active_months_365d",
+        "orders_prior_year_horizon",
+    } <= set(censored)
+    first_day = date(2010, 3, 31)
+    windows = {
+        f: int(f.rsplit("_", 1)[-1][:-1]) for f in censored if f.endswith("d") and f[-2].isdigit()
+    }
+    windows |= {"orders_prior_year_horizon": 365, "orders_trend_30d": 60, "revenue_trend_30d": 60}
+    rows = query(
+        base_db,
+        f"select observation_date, {', '.join(windows)} from retail_features.fct_features",
+    )
+    for observation_date, *values in rows:
+        for (name, days), value in zip(windows.items(), values, strict=True):
+            reaches_before = observation_date - timedelta(days=days) < first_day
+            assert (value is None) == reaches_before, (name, observation_date, value)
+    # customer 9 at 2011-04-01: the 365-day window starts on 2010-04-01, inside the data
+    assert _features(base_db, 9, "2011-04-01")["orders_365d"] == 5
 
 
 def test_rows_exist_exactly_where_history_exists(base_db: Path) -> None:

@@ -51,3 +51,10 @@
 {% macro duckdb__median(expr) -%}
     median({{ expr }})
 {%- endmacro %}
+
+{#- A window [T - days, T) that starts before the first day of the data is unknown, not empty:
+    the value, or NULL when the window is left-censored. -#}
+{% macro known_since(observation_expr, days, first_day_expr, value_expr) -%}
+    case when {{ add_days(observation_expr, -days) }} < {{ first_day_expr }} then null
+        else {{ value_expr }} end
+{%- endmacro %}

@@ -91,6 +91,7 @@ def compute_drift(
         psi_alert=config.psi_alert,
         share_alert=config.share_drifted_alert,
         measured_only=features.grows_with_history,
+        known_only=features.left_censored,
         reference_rows_per_month=float(
             np.mean(reference.group_by("observation_date").len()["len"].to_numpy())
         ),

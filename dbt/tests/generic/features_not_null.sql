@@ -1,10 +1,10 @@
-{#- Fails for every row where a declared feature is NULL. The feature list is the dataset's
-    (var feature_columns, from the feature registry), so one test serves every dataset. -#}
+{#- Fails for every row where a feature that is never censored is NULL. The list is the dataset's
+    (var not_null_features, from the feature registry), so one test serves every dataset. -#}
 {% test features_not_null(model) %}
 select *
 from {{ model }}
 where false
-{%- for column in var('feature_columns') %}
+{%- for column in var('not_null_features') %}
     or {{ column }} is null
 {%- endfor %}
 {% endtest %}

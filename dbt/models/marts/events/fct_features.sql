@@ -1,7 +1,8 @@
 -- Event feature group at each (customer, T) with purchase history before T. Every column is
 -- declared in churn_assets/lib/features_registry.py (its catalogue is shown on the Dagster asset).
 -- Windows [T - w, T) for the dataset's windows are sums over daily tiles joined to the
--- observation dates, never a range join over events. No feature is NULL: empty windows are 0.
+-- observation dates, never a range join over events. An empty window is 0; a window that reaches
+-- back before the first day of the data is unknown, not empty: NULL (left-censored).
 -- Long windows carry only orders and revenue, from the same tile join.
 {%- set windows = var('windows') %}
 {%- set long_windows = var('long_windows') %}
@@ -18,7 +19,11 @@
     'returns': ('n_returns', 'integer'),
     'return_value': ('return_value', 'double precision'),
 } %}
-with observations as (
+with data_start as (
+    select cast(min(event_ts) as date) as first_day from {{ source('raw', 'events') }}
+),
+
+observations as (
     select
         observation_date,
         {%- for w in windows + long_windows %}
@@ -79,9 +84,11 @@ joined as (
         spine.observation_date,
         {%- for w in windows %}
         {%- for feature, (_, sql_type) in tile_measures.items() %}
-        cast(coalesce(window_sums.{{ feature }}_{{ w }}d, 0) as {{ sql_type }}) as {{ feature }}_{{ w }}d,
+        cast({{ known_since('spine.observation_date', w, 'data_start.first_day',
+            'coalesce(window_sums.' ~ feature ~ '_' ~ w ~ 'd, 0)') }} as {{ sql_type }}) as {{ feature }}_{{ w }}d,
         {%- endfor %}
-        cast(coalesce(product_counts.distinct_products_{{ w }}d, 0) as integer)
+        cast({{ known_since('spine.observation_date', w, 'data_start.first_day',
+            'coalesce(product_counts.distinct_products_' ~ w ~ 'd, 0)') }} as integer)
             as distinct_products_{{ w }}d,
         {%- endfor %}
         cast({{ days_between('spine.last_purchase_date', 'spine.observation_date') }} as integer)
@@ -92,13 +99,16 @@ joined as (
         cast(spine.cum_revenue as double precision) as lifetime_revenue,
         {%- for w in long_windows %}
         {%- for feature, column in long_measures.items() %}
-        cast(coalesce(window_sums.{{ feature }}_{{ w }}d, 0) as {{ tile_measures[feature][1] }})
+        cast({{ known_since('spine.observation_date', w, 'data_start.first_day',
+            'coalesce(window_sums.' ~ feature ~ '_' ~ w ~ 'd, 0)') }} as {{ tile_measures[feature][1] }})
             as {{ feature }}_{{ w }}d,
         {%- endfor %}
         {%- endfor %}
-        cast(coalesce(window_sums.active_months_{{ widest }}d, 0) as integer)
+        cast({{ known_since('spine.observation_date', widest, 'data_start.first_day',
+            'coalesce(window_sums.active_months_' ~ widest ~ 'd, 0)') }} as integer)
             as active_months_{{ widest }}d,
-        cast(coalesce(window_sums.orders_prior_year_horizon, 0) as integer)
+        cast({{ known_since('spine.observation_date', 365, 'data_start.first_day',
+            'coalesce(window_sums.orders_prior_year_horizon, 0)') }} as integer)
             as orders_prior_year_horizon,
         cast(extract(month from spine.observation_date) as integer) as observation_month,
         cast(spine.cum_max_gap as integer) as max_gap_days,
@@ -109,6 +119,7 @@ joined as (
             as gap_sum,
         spine.cum_gap_sq
     from {{ ref('int_customer_asof') }} as spine
+    cross join data_start
     left join window_sums
         on window_sums.customer_id = spine.customer_id
         and window_sums.observation_date = spine.observation_date
