@@ -1,0 +1,309 @@
+"""The scoring core: probabilities, risk deciles and signed reasons from a ChurnClassifier.
+
+``ChurnClassifier.predict_proba`` goes through pandas and sklearn's ColumnTransformer, which
+costs milliseconds per call even for one row. For the XGBoost pipeline the service instead
+encodes rows with numpy (numerics pass through, one-hot columns set by a sorted-category
+lookup) and calls the booster directly. That fast path is only used after it reproduced
+``predict_proba`` exactly on the model's own training rows plus edge rows (all missing,
+unseen categories); any other model, or a mismatch, uses the model's own methods.
+
+Reasons are exact: for XGBoost the booster's TreeSHAP (``pred_contribs``) on the encoded
+matrix, with one-hot columns summed back to their raw feature (the same numbers as
+``shap.TreeExplainer``); other models explain themselves through ``model.contributions(x)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import xgboost as xgb
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+from churn_assets.lib.modeling import MISSING_CATEGORY, ChurnClassifier
+
+log = logging.getLogger(__name__)
+
+N_REASONS = 3
+DECILE_QUANTILES = np.arange(1, 10) / 10
+VERIFY_ROWS = 2000
+UNSEEN_CATEGORY = "\x00unseen"
+
+
+class FeatureTypeError(ValueError):
+    """A feature column cannot be read as the type the model needs (names the column)."""
+
+    def __init__(self, column: str, expected: str) -> None:
+        super().__init__(f"feature {column!r} must be {expected}")
+        self.column = column
+
+
+def _casts_to_float(series: pl.Series) -> bool:
+    try:
+        series.cast(pl.Float64)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Raw feature rows typed like :func:`churn_assets.lib.modeling.feature_frame`.
+
+    ``numeric`` is float64 with NaN for missing; ``categorical`` holds strings with
+    ``MISSING_CATEGORY`` for missing. Columns follow the model's ``features`` order.
+    """
+
+    numeric: np.ndarray
+    categorical: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.numeric.shape[0])
+
+    @classmethod
+    def from_frame(
+        cls, frame: pl.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+    ) -> FeatureRows:
+        """Cast like ``feature_frame`` (numbers → Float64, others → String), without pandas."""
+        try:
+            numeric_values = frame[list(numeric)].cast(pl.Float64).to_numpy()
+        except pl.exceptions.PolarsError as exc:
+            failing = next(n for n in numeric if not _casts_to_float(frame[n]))
+            raise FeatureTypeError(failing, "numeric") from exc
+        categorical_values = frame[list(categorical)].cast(pl.String).to_numpy().astype(object)
+        categorical_values[categorical_values == None] = MISSING_CATEGORY  # noqa: E711
+        return cls(
+            numeric=numeric_values.reshape(len(frame), len(numeric)).astype(np.float64),
+            categorical=categorical_values.reshape(len(frame), len(categorical)),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[FeatureRows]) -> FeatureRows:
+        return cls(
+            numeric=np.concatenate([p.numeric for p in parts]),
+            categorical=np.concatenate([p.categorical for p in parts]),
+        )
+
+    def slice(self, start: int, stop: int) -> FeatureRows:
+        return FeatureRows(self.numeric[start:stop], self.categorical[start:stop])
+
+    def to_pandas(self, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+        """Exactly the frame ``feature_frame`` builds (the input of the model's own methods)."""
+        columns: dict[str, Any] = {name: self.numeric[:, j] for j, name in enumerate(numeric)}
+        columns.update({name: self.categorical[:, j] for j, name in enumerate(categorical)})
+        return pd.DataFrame(columns)
+
+    def value(self, row: int, feature: int) -> float | str | None:
+        """One raw value for a reason: ``None`` where the model saw a missing value."""
+        n_numeric = self.numeric.shape[1]
+        if feature < n_numeric:
+            number = float(self.numeric[row, feature])
+            return None if np.isnan(number) else number
+        text = str(self.categorical[row, feature - n_numeric])
+        return None if text == MISSING_CATEGORY else text
+
+    def texts(self, features: np.ndarray) -> np.ndarray:
+        """Per row, the raw value of feature ``features[row]`` as text (None where missing)."""
+        n_numeric = self.numeric.shape[1]
+        rows = np.arange(len(self))
+        out = np.full(len(self), None, dtype=object)
+        is_number = features < n_numeric
+        if is_number.any():
+            numbers = self.numeric[rows[is_number], features[is_number]]
+            out[is_number] = pl.Series(numbers).fill_nan(None).cast(pl.String).to_numpy()
+        if not is_number.all():
+            labels = self.categorical[rows[~is_number], features[~is_number] - n_numeric]
+            out[~is_number] = np.where(labels == MISSING_CATEGORY, None, labels)
+        return out
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per row: calibrated churn probability, risk decile (10 = riskiest) and, if asked,
+    signed log-odds contributions of every raw feature (positive raises churn risk)."""
+
+    probability: np.ndarray
+    decile: np.ndarray
+    contributions: np.ndarray | None
+
+    def top_reasons(self, k: int = N_REASONS) -> np.ndarray:
+        """Indices of the ``k`` features with the largest |contribution|, largest first."""
+        if self.contributions is None:
+            raise ValueError("these scores were computed without reasons")
+        order = np.argsort(-np.abs(self.contributions), axis=1, kind="stable")
+        return order[:, :k]
+
+
+class _BoosterPath:
+    """numpy one-hot encoding plus direct booster calls for the XGBoost ChurnClassifier."""
+
+    def __init__(self, model: ChurnClassifier, features: ColumnTransformer, booster: Any) -> None:
+        encoder: OneHotEncoder = features.named_transformers_["cat"]
+        self.model = model
+        self.classifier = booster
+        self.booster: xgb.Booster = booster.get_booster()
+        self.n_numeric = len(model.numeric_features)
+        self.lookups: list[tuple[np.ndarray, np.ndarray]] = []
+        group_starts = list(range(self.n_numeric))
+        offset = self.n_numeric
+        for categories in getattr(encoder, "categories_", []):
+            names = np.asarray(categories).astype(str)
+            order = np.argsort(names, kind="stable")
+            self.lookups.append((names[order], offset + order))
+            group_starts.append(offset)
+            offset += len(names)
+        self.n_encoded = offset
+        self.group_starts = np.asarray(group_starts)
+        try:
+            self.iteration_range = (0, int(booster.best_iteration) + 1)
+        except AttributeError:  # no early stopping in the final fit: every tree
+            self.iteration_range = (0, 0)
+
+    @staticmethod
+    def supports(model: ChurnClassifier) -> bool:
+        """Only the exact pipeline shape of ``modeling.xgboost_pipeline`` is re-implemented."""
+        steps = model.pipeline.named_steps
+        features, booster = steps.get("features"), steps.get("model")
+        if len(steps) != 2 or not isinstance(features, ColumnTransformer):
+            return False
+        if not isinstance(booster, xgb.XGBClassifier) or booster.objective != "binary:logistic":
+            return False
+        transformers = [t for t in features.transformers_ if t[0] != "remainder" or t[1] != "drop"]
+        if [t[0] for t in transformers] != ["num", "cat"]:
+            return False
+        (_, numeric, numeric_columns), (_, encoder, categorical_columns) = transformers
+        # A fitted ColumnTransformer stores "passthrough" as an identity FunctionTransformer.
+        identity = numeric == "passthrough" or (
+            isinstance(numeric, FunctionTransformer) and numeric.func is None
+        )
+        return (
+            identity
+            and list(numeric_columns) == list(model.numeric_features)
+            and list(categorical_columns) == list(model.categorical_features)
+            and isinstance(encoder, OneHotEncoder)
+            and encoder.drop is None
+            and encoder.handle_unknown == "ignore"
+            and not getattr(encoder, "_infrequent_enabled", False)
+        )
+
+    def encode(self, rows: FeatureRows) -> np.ndarray:
+        encoded = np.zeros((len(rows), self.n_encoded))
+        encoded[:, : self.n_numeric] = rows.numeric
+        for j, (sorted_names, columns) in enumerate(self.lookups):
+            values = rows.categorical[:, j].astype(str)
+            position = np.minimum(np.searchsorted(sorted_names, values), len(sorted_names) - 1)
+            known = np.flatnonzero(sorted_names[position] == values)
+            encoded[known, columns[position[known]]] = 1.0
+        return encoded
+
+    def raw_scores(self, encoded: np.ndarray) -> np.ndarray:
+        """``XGBClassifier.predict_proba(encoded)[:, 1]`` without the wrapper's checks."""
+        return self.booster.inplace_predict(
+            encoded,
+            iteration_range=self.iteration_range,
+            missing=self.classifier.missing,
+            validate_features=False,
+        )
+
+    def contributions(self, encoded: np.ndarray) -> np.ndarray:
+        matrix = xgb.DMatrix(encoded, missing=self.classifier.missing)
+        values = self.booster.predict(
+            matrix,
+            pred_contribs=True,
+            iteration_range=self.iteration_range,
+            validate_features=False,
+        )
+        # Last column is the bias; dummy columns of a categorical are contiguous.
+        return np.add.reduceat(values[:, :-1].astype(np.float64), self.group_starts, axis=1)
+
+
+class Scorer:
+    """One model, ready to score: verified fast path, explainer and decile edges.
+
+    Built once per loaded model version (the constructor is the warm-up): scoring the
+    training set gives the model's own score distribution, whose deciles rank every later
+    score, and exercises every code path before the model takes traffic.
+    """
+
+    def __init__(self, model: ChurnClassifier, reference: pl.DataFrame) -> None:
+        self.model = model
+        self.numeric = list(model.numeric_features)
+        self.categorical = list(model.categorical_features)
+        self.features = [*self.numeric, *self.categorical]
+        missing = [f for f in self.features if f not in reference.columns]
+        if missing:
+            raise ValueError(f"the model's training set lacks its features {missing}")
+        rows = FeatureRows.from_frame(reference, self.numeric, self.categorical)
+        self._booster = (
+            _BoosterPath(model, model.pipeline.named_steps["features"], model.pipeline[-1])
+            if _BoosterPath.supports(model)
+            else None
+        )
+        if self._booster is not None and not self._fast_path_is_exact(rows):
+            log.warning("fast path disagrees with predict_proba; scoring through the pipeline")
+            self._booster = None
+        if self._booster is not None:
+            self.explainer: str | None = "xgboost_pred_contribs"
+        elif callable(getattr(model, "contributions", None)):
+            self.explainer = "model_contributions"
+        else:
+            self.explainer = None
+        self.decile_edges = np.quantile(self.probabilities(rows), DECILE_QUANTILES)
+        self.score(rows.slice(0, 2), reasons=self.explainer is not None)
+
+    @property
+    def fast_path(self) -> bool:
+        return self._booster is not None
+
+    def _fast_path_is_exact(self, reference: FeatureRows) -> bool:
+        """Compare with ``predict_proba`` on training rows plus an all-missing, all-unseen row."""
+        sample = reference.slice(0, VERIFY_ROWS)
+        edge = FeatureRows(
+            numeric=np.full((1, len(self.numeric)), np.nan),
+            categorical=np.full((1, len(self.categorical)), UNSEEN_CATEGORY, dtype=object),
+        )
+        rows = FeatureRows.concat([sample, edge])
+        x = rows.to_pandas(self.numeric, self.categorical)
+        assert self._booster is not None
+        encoded = self._booster.encode(rows)
+        reference_encoded = self.model.pipeline[:-1].transform(x)
+        return bool(
+            np.array_equal(encoded, reference_encoded, equal_nan=True)
+            and np.array_equal(self.probabilities(rows), self.model.predict_proba(x)[:, 1])
+        )
+
+    def probabilities(self, rows: FeatureRows) -> np.ndarray:
+        return self._predict(rows, reasons=False)[0]
+
+    def deciles(self, probability: np.ndarray) -> np.ndarray:
+        """1..10 against the training-set deciles; a score on an edge belongs to the lower one."""
+        return 1 + np.searchsorted(self.decile_edges, probability, side="left")
+
+    def score(self, rows: FeatureRows, *, reasons: bool) -> Scores:
+        if reasons and self.explainer is None:
+            raise ValueError("this model has no explainer: score without reasons")
+        probability, contributions = self._predict(rows, reasons=reasons)
+        probability = np.asarray(probability, dtype=np.float64)
+        return Scores(probability, self.deciles(probability), contributions)
+
+    def _predict(self, rows: FeatureRows, *, reasons: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities as ``predict_proba`` returns them, plus contributions if asked."""
+        if self._booster is None:
+            x = rows.to_pandas(self.numeric, self.categorical)
+            contributions = (
+                np.asarray(self.model.contributions(x), dtype=np.float64)  # type: ignore[attr-defined]
+                if reasons
+                else None
+            )
+            return self.model.predict_proba(x)[:, 1], contributions
+        encoded = self._booster.encode(rows)
+        raw = self._booster.raw_scores(encoded)
+        calibrator = self.model.calibrator
+        probability = calibrator.transform(raw) if calibrator is not None else raw
+        return probability, self._booster.contributions(encoded) if reasons else None
