@@ -19,11 +19,14 @@ import polars as pl
 import redis
 import redis.asyncio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from churn_assets.lib import online_store
 from churn_assets.serving import batch
@@ -193,17 +196,23 @@ def _model_info(model: ServedModel, error: str | None) -> ModelInfo:
     )
 
 
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats as their names, so any echoed input can be serialized."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
 def _unprocessable(loc: tuple[str | int, ...], message: str) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
 
 
 async def _uploaded_frame(request: Request, model: ServedModel) -> pl.DataFrame:
-    try:
-        form = await request.form(max_files=1, max_fields=8)
-    except HTTPException as exc:
-        if exc.status_code != 400:  # 413 from the size limit stays 413
-            raise
-        raise _unprocessable(("body",), f"malformed multipart body: {exc.detail}") from exc
+    form = await request.form(max_files=1, max_fields=8)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -229,6 +238,22 @@ def create_app(config: ServingConfig) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, limit_for=service.body_limit)
     authenticated = [Depends(api_key_guard(config.api_keys))]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, except that echoed inputs may be NaN or Infinity (Python's JSON
+        parser accepts those tokens) and strict JSON output cannot hold them."""
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unparsable_body(request: Request, exc: StarletteHTTPException) -> Response:
+        """FastAPI and Starlette answer 400 when a body cannot be parsed at all (bytes that
+        are not UTF-8 JSON, a broken multipart stream); this API answers every malformed
+        body with 422 and the location ``body``. Other HTTP errors keep their status."""
+        if exc.status_code != 400:
+            return await http_exception_handler(request, exc)
+        error = {"type": "body_unparsable", "loc": ["body"], "msg": str(exc.detail)}
+        return JSONResponse({"detail": [error]}, status_code=422)
 
     @app.exception_handler(online_store.SnapshotNotFound)
     async def no_snapshot(_: Request, exc: online_store.SnapshotNotFound) -> JSONResponse:

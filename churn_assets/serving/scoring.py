@@ -212,7 +212,16 @@ class _BoosterPath:
         )
 
     def contributions(self, encoded: np.ndarray) -> np.ndarray:
-        matrix = xgb.DMatrix(encoded, missing=self.classifier.missing)
+        """TreeSHAP of the booster, summed per raw feature.
+
+        The booster compares in float32. A DMatrix refuses infinities (and float64 values
+        beyond float32's range, which become infinities) although prediction accepts them and
+        sends them past every split; clipping to the largest finite float32 takes exactly the
+        same branches, so the contributions stay those of the prediction.
+        """
+        limit = np.finfo(np.float32).max
+        finite = np.clip(encoded.astype(np.float32), -limit, limit)
+        matrix = xgb.DMatrix(finite, missing=self.classifier.missing)
         values = self.booster.predict(
             matrix,
             pred_contribs=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +105,14 @@ def live_server(config: ServingConfig, *, wait_ready: bool = True) -> Iterator[L
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], timeout_seconds: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        time.sleep(0.05)
 
 
 def _wait(live: LiveServer, path: str, timeout_seconds: float = 60.0) -> None:

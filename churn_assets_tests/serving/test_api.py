@@ -139,6 +139,14 @@ def test_inline_rows_score_like_stored_ones(service: LiveServer, serving_env: Se
     assert changed["probability"] != copy["probability"]
 
 
+def test_numbers_beyond_float32_are_scored_and_explained(service: LiveServer) -> None:
+    row = {"customer_id": "huge", "recency_days": 1e300, "frequency_90d": -1e300}
+    with service.client() as client:
+        response = client.post(SCORE, json={"rows": [{**row, "revenue_90d": 1.0, "country": "UK"}]})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"][0]["reasons"]) == 3
+
+
 def test_unknown_dataset_and_customers_are_404(service: LiveServer) -> None:
     with service.client() as client:
         unknown = client.post("/v1/nope/score", json={"customer_ids": ["1"]})
