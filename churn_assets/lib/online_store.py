@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,6 +126,51 @@ class Column:
     kind: str
 
 
+@dataclass(frozen=True, eq=False)
+class Schema:
+    """The stored columns of a snapshot and the packed record layout derived from them.
+
+    Readers parse the meta hash on every request; :meth:`from_json` returns the same object
+    for the same text, so the derived layout is computed once per snapshot, not per request.
+    """
+
+    columns: tuple[Column, ...]
+
+    @cached_property
+    def numeric_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.kind == "num")
+
+    @cached_property
+    def string_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.kind == "str")
+
+    @cached_property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @cached_property
+    def numeric_index(self) -> dict[str, int]:
+        """Position of each numeric column in the packed record."""
+        return {c.name: i for i, c in enumerate(self.numeric_columns)}
+
+    @cached_property
+    def record_dtype(self) -> np.dtype[Any]:
+        """The packed layout of ``n``: one field per numeric column, then validity bytes."""
+        fields: list[Any] = [
+            (f"c{i}", _NUMERIC_DTYPES[c.dtype][1]) for i, c in enumerate(self.numeric_columns)
+        ]
+        fields.append(("valid", "u1", (len(self.numeric_columns),)))
+        return np.dtype(fields)
+
+    def to_json(self) -> str:
+        return json.dumps([[c.name, c.dtype, c.kind] for c in self.columns])
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def from_json(text: str) -> Schema:
+        return Schema(tuple(Column(*c) for c in json.loads(text)))
+
+
 @dataclass(frozen=True)
 class SnapshotMeta:
     """What a published snapshot holds and who wrote it (the ``...:meta`` hash)."""
@@ -138,27 +184,11 @@ class SnapshotMeta:
     model_version: str
     rows: int
     written_at: datetime
-    columns: tuple[Column, ...]
-
-    @property
-    def numeric_columns(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.kind == "num")
-
-    @property
-    def string_columns(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.kind == "str")
+    schema: Schema
 
     @property
     def feature_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def record_dtype(self) -> np.dtype[Any]:
-        """The packed layout of ``n``: one field per numeric column, then validity bytes."""
-        fields: list[Any] = [
-            (f"c{i}", _NUMERIC_DTYPES[c.dtype][1]) for i, c in enumerate(self.numeric_columns)
-        ]
-        fields.append(("valid", "u1", (len(self.numeric_columns),)))
-        return np.dtype(fields)
+        return self.schema.feature_names
 
     def to_hash(self) -> dict[FieldT, EncodableT]:
         return {
@@ -171,7 +201,7 @@ class SnapshotMeta:
             "model_version": self.model_version,
             "rows": str(self.rows),
             "written_at": self.written_at.isoformat(),
-            "columns": json.dumps([[c.name, c.dtype, c.kind] for c in self.columns]),
+            "columns": self.schema.to_json(),
             "encoding": ENCODING,
         }
 
@@ -190,7 +220,7 @@ class SnapshotMeta:
             model_version=fields["model_version"],
             rows=int(fields["rows"]),
             written_at=datetime.fromisoformat(fields["written_at"]),
-            columns=tuple(Column(*c) for c in json.loads(fields["columns"])),
+            schema=Schema.from_json(fields["columns"]),
         )
 
 
@@ -247,7 +277,7 @@ def _newest_rows(frame: pl.DataFrame, entity: str, as_of: date | str) -> pl.Data
     return frame
 
 
-def _schema(frame: pl.DataFrame, features: Sequence[str]) -> tuple[Column, ...]:
+def _schema(frame: pl.DataFrame, features: Sequence[str]) -> Schema:
     columns = []
     for name in features:
         dtype = frame.schema[name]
@@ -259,13 +289,13 @@ def _schema(frame: pl.DataFrame, features: Sequence[str]) -> tuple[Column, ...]:
             raise TypeError(
                 f"feature {name!r} has type {dtype}: only numbers and strings are stored"
             )
-    return tuple(columns)
+    return Schema(tuple(columns))
 
 
 def _encode_numeric(frame: pl.DataFrame, meta: SnapshotMeta) -> list[bytes]:
     """Every row's numeric features as one packed record (see the module docstring)."""
-    numeric = meta.numeric_columns
-    records = np.zeros(len(frame), dtype=meta.record_dtype())
+    numeric = meta.schema.numeric_columns
+    records = np.zeros(len(frame), dtype=meta.schema.record_dtype)
     for i, column in enumerate(numeric):
         series = frame[column.name]
         records[f"c{i}"] = series.fill_null(False if series.dtype == pl.Boolean else 0).to_numpy()
@@ -276,7 +306,7 @@ def _encode_numeric(frame: pl.DataFrame, meta: SnapshotMeta) -> list[bytes]:
 
 
 def _encode_strings(frame: pl.DataFrame, meta: SnapshotMeta) -> list[str] | None:
-    names = [c.name for c in meta.string_columns]
+    names = [c.name for c in meta.schema.string_columns]
     if not names:
         return None
     return (
@@ -336,7 +366,7 @@ def write_snapshot(
         model_version=model_version,
         rows=len(frame),
         written_at=datetime.now(UTC),
-        columns=_schema(frame, feature_names),
+        schema=_schema(frame, feature_names),
     )
     ids = frame[entity].cast(pl.String).to_list()
     numeric = _encode_numeric(frame, meta)
@@ -390,37 +420,88 @@ def _expire_versions(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StoredRows:
+    """Rows of one snapshot as read, decoded on demand.
+
+    The scoring service takes numeric features straight from the packed records as a float
+    matrix (no per-column objects on the hot path); :meth:`to_frame` gives the typed frame.
+    """
+
+    meta: SnapshotMeta
+    customer_ids: list[str]
+    as_of: list[str]
+    records: np.ndarray
+    strings: list[bytes] | None
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    @cached_property
+    def _decoded_strings(self) -> list[dict[str, str | None]]:
+        return [json.loads(s) for s in self.strings or []]
+
+    def numbers(self, names: Sequence[str]) -> np.ndarray:
+        """Float64 matrix of numeric columns ``names``, NaN where null (as a Float64 cast)."""
+        text = [name for name in names if name not in self.meta.schema.numeric_index]
+        if text:
+            raise TypeError(f"{text} are stored as text, not as numbers")
+        index = [self.meta.schema.numeric_index[name] for name in names]
+        out = np.empty((len(self), len(names)))
+        for j, i in enumerate(index):
+            out[:, j] = self.records[f"c{i}"]
+        out[self.records["valid"][:, index] == 0] = np.nan
+        return out
+
+    def texts(self, names: Sequence[str]) -> np.ndarray:
+        """Object matrix of columns ``names`` as text (None where null), as a String cast."""
+        out = np.empty((len(self), len(names)), dtype=object)
+        for j, name in enumerate(names):
+            if name in self.meta.schema.numeric_index:
+                out[:, j] = self.column(name).cast(pl.String).to_list()
+            else:
+                out[:, j] = [row[name] for row in self._decoded_strings]
+        return out
+
+    def column(self, name: str) -> pl.Series:
+        """One stored column with its stored type (string-like ones as ``String``)."""
+        if name in self.meta.schema.numeric_index:
+            i = self.meta.schema.numeric_index[name]
+            dtype = _NUMERIC_DTYPES[self.meta.schema.numeric_columns[i].dtype][0]
+            series = pl.Series(name, self.records[f"c{i}"], dtype=dtype)
+            nulls = np.flatnonzero(self.records["valid"][:, i] == 0)
+            return series.scatter(nulls, None) if len(nulls) else series
+        return pl.Series(name, [row[name] for row in self._decoded_strings], dtype=pl.String)
+
+    def to_frame(self) -> pl.DataFrame:
+        """Entity, ``as_of`` (Date), then every feature in the snapshot's column order."""
+        return pl.DataFrame(
+            [
+                pl.Series(self.meta.entity, self.customer_ids, dtype=pl.String),
+                pl.Series(AS_OF_COLUMN, self.as_of, dtype=pl.String).str.to_date("%Y-%m-%d"),
+                *[self.column(name) for name in self.meta.feature_names],
+            ]
+        )
+
+
 def _decode_rows(
     meta: SnapshotMeta, customer_ids: Sequence[str], replies: Sequence[list[bytes | None]]
-) -> tuple[pl.DataFrame, list[str]]:
-    """Replies of ``HMGET n s as_of`` (one per id, in order) as a frame plus the missing ids."""
+) -> tuple[StoredRows, list[str]]:
+    """Replies of ``HMGET n s as_of`` (one per id, in order): found rows and missing ids."""
     found = [i for i, reply in enumerate(replies) if reply[0] is not None]
     missing = [customer_ids[i] for i, reply in enumerate(replies) if reply[0] is None]
-    columns: dict[str, pl.Series] = {
-        meta.entity: pl.Series(meta.entity, [customer_ids[i] for i in found], dtype=pl.String),
-        AS_OF_COLUMN: pl.Series(AS_OF_COLUMN, [replies[i][2] for i in found], dtype=pl.Binary)
-        .cast(pl.String)
-        .str.to_date("%Y-%m-%d"),
-    }
-    record_dtype = meta.record_dtype()
+    record_dtype = meta.schema.record_dtype
     blobs = [replies[i][0] or b"" for i in found]
     if any(len(b) != record_dtype.itemsize for b in blobs):
         raise ValueError(f"{meta.dataset} v{meta.version}: a stored row does not match its schema")
-    records = np.frombuffer(b"".join(blobs), dtype=record_dtype)
-    for i, column in enumerate(meta.numeric_columns):
-        series = pl.Series(column.name, records[f"c{i}"], dtype=_NUMERIC_DTYPES[column.dtype][0])
-        nulls = np.flatnonzero(records["valid"][:, i] == 0)
-        columns[column.name] = series.scatter(nulls, None) if len(nulls) else series
-    if meta.string_columns:
-        decoded = (
-            pl.Series([replies[i][1] for i in found], dtype=pl.Binary)
-            .cast(pl.String)
-            .str.json_decode(dtype=pl.Struct({c.name: pl.String for c in meta.string_columns}))
-        )
-        for column in meta.string_columns:
-            columns[column.name] = decoded.struct.field(column.name)
-    order = [meta.entity, AS_OF_COLUMN, *meta.feature_names]
-    return pl.DataFrame([columns[name] for name in order]), missing
+    rows = StoredRows(
+        meta=meta,
+        customer_ids=[customer_ids[i] for i in found],
+        as_of=[_text(replies[i][2]) for i in found],
+        records=np.frombuffer(b"".join(blobs), dtype=record_dtype),
+        strings=[replies[i][1] or b"{}" for i in found] if meta.schema.string_columns else None,
+    )
+    return rows, missing
 
 
 def _row_pipeline(pipe: Any, dataset: str, version: str, customer_ids: Sequence[str]) -> None:
@@ -448,24 +529,22 @@ def read_rows(
     pipe = redis.pipeline(transaction=False)
     _row_pipeline(pipe, dataset, _text(version), customer_ids)
     raw_meta, *replies = pipe.execute()
-    meta = _checked_meta(dataset, raw_meta)
-    rows, missing = _decode_rows(meta, customer_ids, replies)
-    return rows, missing, meta
+    rows, missing = _decode_rows(_checked_meta(dataset, raw_meta), customer_ids, replies)
+    return rows.to_frame(), missing, rows.meta
 
 
-async def read_rows_async(
+async def read_stored_async(
     redis: redis.asyncio.Redis, dataset: str, customer_ids: Sequence[str]
-) -> tuple[pl.DataFrame, list[str], SnapshotMeta]:
-    """:func:`read_rows` for an asyncio client (the scoring service): same two round trips."""
+) -> tuple[StoredRows, list[str]]:
+    """:func:`read_rows` for an asyncio client (the scoring service), same two round trips,
+    rows left in their stored encoding (see :class:`StoredRows`)."""
     version = await redis.get(pointer_key(dataset))
     if version is None:
         raise SnapshotNotFound(f"the online store holds no snapshot for dataset {dataset!r}")
     pipe = redis.pipeline(transaction=False)
     _row_pipeline(pipe, dataset, _text(version), customer_ids)
     raw_meta, *replies = await pipe.execute()
-    meta = _checked_meta(dataset, raw_meta)
-    rows, missing = _decode_rows(meta, customer_ids, replies)
-    return rows, missing, meta
+    return _decode_rows(_checked_meta(dataset, raw_meta), customer_ids, replies)
 
 
 def current_meta(redis: redis.Redis, dataset: str) -> SnapshotMeta | None:

@@ -66,6 +66,11 @@ class _Service:
     def __init__(self, config: ServingConfig) -> None:
         self.config = config
         self.champions = Champions(config.datasets, config.mlflow_tracking_uri)
+        self.offline = (
+            None
+            if config.duckdb_path is None
+            else batch.OfflineStore(config.duckdb_path, config.offline_lock_timeout_seconds)
+        )
         self.redis = redis.asyncio.Redis.from_url(
             config.redis_url,
             socket_timeout=config.redis_timeout_seconds,
@@ -84,14 +89,17 @@ class _Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             await self.redis.aclose()
+            if self.offline is not None:
+                self.offline.close()
 
     def body_limit(self, path: str) -> int:
         if path.endswith("/score/batch"):
             return self.config.max_upload_bytes
         return self.config.max_body_bytes
 
-    def live_model(self, dataset: str) -> ServedModel:
-        """The dataset's live model (404 if not served, 503 while none is loaded)."""
+    async def live_model(self, dataset: str) -> ServedModel:
+        """The dataset's live model (404 if not served, 503 while none is loaded); ``async``
+        so FastAPI calls it on the event loop instead of in a worker thread."""
         if dataset not in self.config.datasets:
             raise HTTPException(
                 404, f"unknown dataset {dataset!r}; served: {', '.join(self.config.datasets)}"
@@ -103,10 +111,9 @@ class _Service:
 
     async def store_rows(
         self, dataset: str, customer_ids: list[str], model: ServedModel
-    ) -> tuple[FeatureRows, list[Any], online_store.SnapshotMeta]:
-        rows, missing, snapshot = await online_store.read_rows_async(
-            self.redis, dataset, customer_ids
-        )
+    ) -> tuple[FeatureRows, list[str], online_store.SnapshotMeta]:
+        """Features of ``customer_ids`` from the online store, with their as-of dates."""
+        stored, missing = await online_store.read_stored_async(self.redis, dataset, customer_ids)
         if missing:
             listed = ", ".join(repr(c) for c in missing[:MAX_LISTED_IDS])
             more = len(missing) - MAX_LISTED_IDS
@@ -115,16 +122,21 @@ class _Service:
                 f"customers not in the online store of {dataset!r}: {listed}"
                 + (f" and {more} more" if more > 0 else ""),
             )
+        snapshot = stored.meta
         lacking = [f for f in model.scorer.features if f not in snapshot.feature_names]
-        if lacking:
+        try:
+            if lacking:
+                raise TypeError(f"it lacks features {lacking}")
+            features = FeatureRows.from_stored(
+                stored, model.scorer.numeric, model.scorer.categorical
+            )
+        except TypeError as exc:
             raise HTTPException(
                 503,
-                f"online-store snapshot {snapshot.version} of {dataset!r} lacks features "
-                f"{lacking} that model v{model.version} needs",
-            )
-        features = FeatureRows.from_frame(rows, model.scorer.numeric, model.scorer.categorical)
-        as_of = [d.isoformat() for d in rows[online_store.AS_OF_COLUMN].to_list()]
-        return features, as_of, snapshot
+                f"online-store snapshot {snapshot.version} of {dataset!r} cannot feed model "
+                f"v{model.version}: {exc}",
+            ) from exc
+        return features, stored.as_of, snapshot
 
 
 def _score_body(
@@ -435,14 +447,10 @@ def create_app(config: ServingConfig) -> FastAPI:
                 raise RequestValidationError(
                     [{**e, "loc": ("body", *e["loc"])} for e in errors]
                 ) from exc
-            if config.duckdb_path is None:
+            if service.offline is None:
                 raise batch.OfflineStoreUnavailable("no offline store is configured")
             frame = await run_in_threadpool(
-                batch.read_offline_month,
-                config.duckdb_path,
-                config.table_for(dataset),
-                wanted.observation_date,
-                config.offline_lock_timeout_seconds,
+                service.offline.read_month, config.table_for(dataset), wanted.observation_date
             )
         else:
             raise HTTPException(

@@ -9,6 +9,7 @@ Output columns are those of ``<ds>_monitoring.scores``.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -72,32 +73,54 @@ def read_upload(data: bytes, model: ServedModel) -> pl.DataFrame:
         raise BatchInputError("file", f"not a readable parquet or CSV file: {exc}") from exc
 
 
-def read_offline_month(
-    path: Path, table: str, observation_date: date, lock_timeout_seconds: float
-) -> pl.DataFrame:
-    """Every row of ``table`` at ``observation_date``, read-only under the shared file lock
-    (the same lock Dagster's writers take exclusively, so a build in progress is waited for
-    instead of failing on DuckDB's own lock)."""
-    if not path.exists():
-        raise OfflineStoreUnavailable(f"the offline store {path} does not exist")
-    try:
-        with file_lock(path, exclusive=False, timeout_seconds=lock_timeout_seconds):
-            con = duckdb.connect(str(path), read_only=True)
-            try:
-                frame = con.sql(
-                    f"SELECT * FROM {table} WHERE {TIME_COLUMN} = ?", params=[observation_date]
-                ).pl()
-            finally:
-                con.close()
-    except TimeoutError as exc:
-        raise OfflineStoreUnavailable(f"the offline store is busy: {exc}") from exc
-    except duckdb.CatalogException as exc:
-        raise OfflineStoreUnavailable(f"the offline store has no table {table}") from exc
-    except duckdb.IOException as exc:
-        raise OfflineStoreUnavailable(f"the offline store cannot be opened: {exc}") from exc
-    if frame.is_empty():
-        raise NoRowsForDate(f"{table} has no rows for {TIME_COLUMN} {observation_date}")
-    return frame
+class OfflineStore:
+    """Read-only access to the DuckDB feature tables, one month at a time.
+
+    The file is attached only for the duration of a read, under the shared file lock that
+    Dagster's writers take exclusively, so the service never keeps a writer out and a build in
+    progress is waited for instead of failing on DuckDB's own lock. Attaching to a resident
+    in-memory database costs about half of opening a new connection to the file each time;
+    reads are serialized because the attachment is shared.
+    """
+
+    ALIAS = "offline"
+
+    def __init__(self, path: Path, lock_timeout_seconds: float) -> None:
+        self.path = path
+        self.lock_timeout_seconds = lock_timeout_seconds
+        self._memory = duckdb.connect()
+        self._lock = threading.Lock()
+
+    def read_month(self, table: str, observation_date: date) -> pl.DataFrame:
+        """Every row of ``table`` at ``observation_date`` (blocking: call from a thread)."""
+        if not self.path.exists():
+            raise OfflineStoreUnavailable(f"the offline store {self.path} does not exist")
+        quoted = str(self.path).replace("'", "''")
+        try:
+            with (
+                self._lock,
+                file_lock(self.path, exclusive=False, timeout_seconds=self.lock_timeout_seconds),
+            ):
+                self._memory.execute(f"ATTACH '{quoted}' AS {self.ALIAS} (READ_ONLY)")
+                try:
+                    frame = self._memory.sql(
+                        f"SELECT * FROM {self.ALIAS}.{table} WHERE {TIME_COLUMN} = ?",
+                        params=[observation_date],
+                    ).pl()
+                finally:
+                    self._memory.execute(f"DETACH {self.ALIAS}")
+        except TimeoutError as exc:
+            raise OfflineStoreUnavailable(f"the offline store is busy: {exc}") from exc
+        except duckdb.CatalogException as exc:
+            raise OfflineStoreUnavailable(f"the offline store has no table {table}") from exc
+        except duckdb.IOException as exc:
+            raise OfflineStoreUnavailable(f"the offline store cannot be opened: {exc}") from exc
+        if frame.is_empty():
+            raise NoRowsForDate(f"{table} has no rows for {TIME_COLUMN} {observation_date}")
+        return frame
+
+    def close(self) -> None:
+        self._memory.close()
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,36 @@ def test_fast_path_equals_predict_proba_and_treeexplainer(serving_env: ServingEn
     np.testing.assert_allclose(scores.contributions, reference, atol=1e-6)
 
 
+def test_batch_explanations_by_split_pattern_equal_the_booster(serving_env: ServingEnv) -> None:
+    """Large batches use per-tree pattern tables; rows with unseen patterns (shifted copies,
+    nulls, values beyond float32) are explained by the booster within the same batch."""
+    ts = serving_env.training_set
+    scorer = Scorer(serving_env.model, ts.frame())
+    booster = scorer._booster
+    assert booster is not None and booster.patterns is not None
+    frame = ts.frame().sample(400, seed=7)
+    shifted = frame.with_columns(
+        pl.col("recency_days") * 1.37 + 0.5,
+        pl.when(pl.col("frequency_90d") > 3)
+        .then(None)
+        .otherwise(pl.col("frequency_90d"))
+        .alias("frequency_90d"),
+    )
+    columns = list(ts.features)
+    batch = pl.concat(
+        [frame.select(columns), shifted.select(columns), _edge_frame(serving_env)],
+        how="vertical_relaxed",
+    )
+    encoded = booster.encode(_rows(serving_env, batch))
+    assert booster.patterns.contributions(scoring._finite32(encoded)) is not None  # engaged
+    np.testing.assert_allclose(
+        booster.contributions(encoded),
+        booster.contributions(encoded, by_pattern=False),
+        rtol=0,
+        atol=scoring.CONTRIBUTION_TOLERANCE,  # float32 sums of ~6 log-odds differ by ~1e-6
+    )
+
+
 def test_deciles_rank_against_the_training_scores(serving_env: ServingEnv) -> None:
     frame = serving_env.training_set.frame()
     scorer = Scorer(serving_env.model, frame)
