@@ -21,9 +21,9 @@ never mixes two snapshots.
 **Encoding.** Numeric columns (ints, floats, booleans) of a row are packed as one little-endian
 numpy record (native width per column plus a validity byte per column), so floats round-trip
 bit for bit (NaN payloads and -0.0 included), nulls stay distinct from NaN, and a whole batch
-decodes with one ``np.frombuffer`` over the concatenated replies instead of per-field parsing.
-String columns go in one JSON object per row (exact for any Unicode, decoded in bulk by polars).
-Requires Redis >= 7 (``EXPIRE ... NX``).
+decodes with one ``np.frombuffer`` over the concatenated replies instead of per-field parsing:
+the scoring service turns that straight into its float matrix. String columns go in one JSON
+object per row (exact for any Unicode). Requires Redis >= 7 (``EXPIRE ... NX``).
 """
 
 from __future__ import annotations
@@ -82,6 +82,18 @@ return ARGV[1]
 
 class SnapshotNotFound(LookupError):
     """The dataset has no published snapshot (nothing was ever written, or it was flushed)."""
+
+    @classmethod
+    def of(cls, dataset: str) -> SnapshotNotFound:
+        return cls(f"the online store holds no snapshot for dataset {dataset!r}")
+
+
+class SnapshotCorrupt(ValueError):
+    """Stored bytes do not match the snapshot's own schema (written by something else)."""
+
+
+class FeatureMismatch(LookupError):
+    """The snapshot lacks a requested feature, or stores it with the wrong kind."""
 
 
 class StaleSnapshotError(RuntimeError):
@@ -209,7 +221,7 @@ class SnapshotMeta:
     def from_hash(cls, raw: Mapping[Any, Any]) -> SnapshotMeta:
         fields = {_text(k): _text(v) for k, v in raw.items()}
         if fields.get("encoding") != ENCODING:
-            raise ValueError(f"unsupported online-store encoding {fields.get('encoding')!r}")
+            raise SnapshotCorrupt(f"unsupported online-store encoding {fields.get('encoding')!r}")
         return cls(
             dataset=fields["dataset"],
             version=fields["version"],
@@ -441,11 +453,17 @@ class StoredRows:
     def _decoded_strings(self) -> list[dict[str, str | None]]:
         return [json.loads(s) for s in self.strings or []]
 
+    def _require(self, names: Sequence[str]) -> None:
+        lacking = [name for name in names if name not in self.meta.schema.feature_names]
+        if lacking:
+            raise FeatureMismatch(f"snapshot {self.meta.version} lacks features {lacking}")
+
     def numbers(self, names: Sequence[str]) -> np.ndarray:
         """Float64 matrix of numeric columns ``names``, NaN where null (as a Float64 cast)."""
+        self._require(names)
         text = [name for name in names if name not in self.meta.schema.numeric_index]
         if text:
-            raise TypeError(f"{text} are stored as text, not as numbers")
+            raise FeatureMismatch(f"snapshot {self.meta.version} stores {text} as text")
         index = [self.meta.schema.numeric_index[name] for name in names]
         out = np.empty((len(self), len(names)))
         for j, i in enumerate(index):
@@ -455,6 +473,7 @@ class StoredRows:
 
     def texts(self, names: Sequence[str]) -> np.ndarray:
         """Object matrix of columns ``names`` as text (None where null), as a String cast."""
+        self._require(names)
         out = np.empty((len(self), len(names)), dtype=object)
         for j, name in enumerate(names):
             if name in self.meta.schema.numeric_index:
@@ -493,7 +512,9 @@ def _decode_rows(
     record_dtype = meta.schema.record_dtype
     blobs = [replies[i][0] or b"" for i in found]
     if any(len(b) != record_dtype.itemsize for b in blobs):
-        raise ValueError(f"{meta.dataset} v{meta.version}: a stored row does not match its schema")
+        raise SnapshotCorrupt(
+            f"{meta.dataset} v{meta.version}: a stored row does not match its schema"
+        )
     rows = StoredRows(
         meta=meta,
         customer_ids=[customer_ids[i] for i in found],
@@ -513,7 +534,7 @@ def _row_pipeline(pipe: Any, dataset: str, version: str, customer_ids: Sequence[
 def _checked_meta(dataset: str, raw: Mapping[Any, Any]) -> SnapshotMeta:
     """The meta hash read with the rows; gone only if the snapshot expired mid-request."""
     if not raw:
-        raise SnapshotNotFound(f"the online store holds no snapshot for dataset {dataset!r}")
+        raise SnapshotNotFound.of(dataset)
     return SnapshotMeta.from_hash(raw)
 
 
@@ -525,7 +546,7 @@ def read_rows(
     with their stored types (string-like columns come back as ``String``)."""
     version = redis.get(pointer_key(dataset))
     if version is None:
-        raise SnapshotNotFound(f"the online store holds no snapshot for dataset {dataset!r}")
+        raise SnapshotNotFound.of(dataset)
     pipe = redis.pipeline(transaction=False)
     _row_pipeline(pipe, dataset, _text(version), customer_ids)
     raw_meta, *replies = pipe.execute()
@@ -540,7 +561,7 @@ async def read_stored_async(
     rows left in their stored encoding (see :class:`StoredRows`)."""
     version = await redis.get(pointer_key(dataset))
     if version is None:
-        raise SnapshotNotFound(f"the online store holds no snapshot for dataset {dataset!r}")
+        raise SnapshotNotFound.of(dataset)
     pipe = redis.pipeline(transaction=False)
     _row_pipeline(pipe, dataset, _text(version), customer_ids)
     raw_meta, *replies = await pipe.execute()

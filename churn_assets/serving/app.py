@@ -97,16 +97,19 @@ class _Service:
             return self.config.max_upload_bytes
         return self.config.max_body_bytes
 
-    async def live_model(self, dataset: str) -> ServedModel:
-        """The dataset's live model (404 if not served, 503 while none is loaded); ``async``
-        so FastAPI calls it on the event loop instead of in a worker thread."""
+    def require_served(self, dataset: str) -> None:
         if dataset not in self.config.datasets:
             raise HTTPException(
                 404, f"unknown dataset {dataset!r}; served: {', '.join(self.config.datasets)}"
             )
+
+    async def live_model(self, dataset: str) -> ServedModel:
+        """The dataset's live model (404 if not served, 503 while none is loaded); ``async``
+        so FastAPI calls it on the event loop instead of in a worker thread."""
+        self.require_served(dataset)
         model = self.champions.get(dataset)
         if model is None:
-            raise HTTPException(503, "; ".join(self.champions.not_ready()))
+            raise HTTPException(503, self.champions.why_not_ready(dataset))
         return model
 
     async def store_rows(
@@ -122,21 +125,15 @@ class _Service:
                 f"customers not in the online store of {dataset!r}: {listed}"
                 + (f" and {more} more" if more > 0 else ""),
             )
-        snapshot = stored.meta
-        lacking = [f for f in model.scorer.features if f not in snapshot.feature_names]
         try:
-            if lacking:
-                raise TypeError(f"it lacks features {lacking}")
             features = FeatureRows.from_stored(
                 stored, model.scorer.numeric, model.scorer.categorical
             )
-        except TypeError as exc:
+        except online_store.FeatureMismatch as exc:
             raise HTTPException(
-                503,
-                f"online-store snapshot {snapshot.version} of {dataset!r} cannot feed model "
-                f"v{model.version}: {exc}",
+                503, f"the online store of {dataset!r} cannot feed model v{model.version}: {exc}"
             ) from exc
-        return features, stored.as_of, snapshot
+        return features, stored.as_of, stored.meta
 
 
 def _score_body(
@@ -149,18 +146,19 @@ def _score_body(
 ) -> dict[str, Any]:
     """The ``ScoreResponse`` as plain JSON types (built directly: it is the hot path)."""
     names = model.scorer.features
-    top = None if scores.contributions is None else scores.top_reasons().tolist()
+    contributions = scores.contributions
+    top = [] if contributions is None else scores.top_reasons().tolist()
     probability, decile = scores.probability.tolist(), scores.decile.tolist()
     items = []
     for i, (customer_id, source, as_of) in enumerate(results):
         reasons = (
             []
-            if top is None or scores.contributions is None
+            if contributions is None
             else [
                 {
                     "feature": names[j],
                     "value": features.value(i, j),
-                    "contribution": float(scores.contributions[i, j]),
+                    "contribution": float(contributions[i, j]),
                 }
                 for j in top[i]
             ]
@@ -268,7 +266,8 @@ def create_app(config: ServingConfig) -> FastAPI:
         return JSONResponse({"detail": [error]}, status_code=422)
 
     @app.exception_handler(online_store.SnapshotNotFound)
-    async def no_snapshot(_: Request, exc: online_store.SnapshotNotFound) -> JSONResponse:
+    @app.exception_handler(online_store.SnapshotCorrupt)
+    async def snapshot_unusable(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(redis.RedisError)
@@ -341,8 +340,8 @@ def create_app(config: ServingConfig) -> FastAPI:
         ] = None,
     ) -> ReloadResponse:
         """Load the registry's current ``@champion`` now instead of at the next poll."""
-        if dataset is not None and dataset not in config.datasets:
-            raise HTTPException(404, f"unknown dataset {dataset!r}")
+        if dataset is not None:
+            service.require_served(dataset)
         outcomes = await service.champions.refresh(None if dataset is None else (dataset,))
         return ReloadResponse(results=[ReloadResult(**vars(o)) for o in outcomes])
 

@@ -109,14 +109,13 @@ class Champions:
     def last_error(self, dataset: str) -> str | None:
         return self._errors.get(dataset)
 
+    def why_not_ready(self, dataset: str) -> str:
+        reason = self._errors.get(dataset, "loading")
+        return f"{dataset}: no champion loaded ({reason})"
+
     def not_ready(self) -> list[str]:
         """Why the service cannot score every dataset yet (empty when it can)."""
-        return [
-            f"{ds}: no champion loaded"
-            + (f" ({self._errors[ds]})" if ds in self._errors else " (loading)")
-            for ds in self.datasets
-            if ds not in self._live
-        ]
+        return [self.why_not_ready(ds) for ds in self.datasets if ds not in self._live]
 
     def _refresh_one(self, dataset: str) -> ReloadOutcome:
         """Blocking: compare the registry's champion with the live one, load it if new."""

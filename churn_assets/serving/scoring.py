@@ -92,7 +92,7 @@ class FeatureRows:
         cls, stored: StoredRows, numeric: Sequence[str], categorical: Sequence[str]
     ) -> FeatureRows:
         """Straight from the online store's packed rows: the per-request hot path, without
-        building a frame. Raises ``TypeError`` if a numeric feature is stored as text."""
+        building a frame. Raises ``FeatureMismatch`` if the snapshot cannot feed the model."""
         texts = stored.texts(categorical)
         texts[texts == None] = MISSING_CATEGORY  # noqa: E711
         return cls(numeric=stored.numbers(numeric), categorical=texts)
@@ -114,11 +114,14 @@ class FeatureRows:
         return pd.DataFrame(columns)
 
     def value(self, row: int, feature: int) -> float | str | None:
-        """One raw value for a reason: ``None`` where the model saw a missing value."""
+        """One raw value for a reason: ``None`` where the model saw a missing value, and
+        infinities as text (strict JSON has no number for them)."""
         n_numeric = self.numeric.shape[1]
         if feature < n_numeric:
             number = float(self.numeric[row, feature])
-            return None if np.isnan(number) else number
+            if np.isnan(number):
+                return None
+            return number if np.isfinite(number) else str(number)
         text = str(self.categorical[row, feature - n_numeric])
         return None if text == MISSING_CATEGORY else text
 
@@ -316,6 +319,7 @@ class _SplitPatterns:
 
     MIN_ROWS = 64  # below this, one pred_contribs call is cheaper than a lookup per tree
     MAX_SPLITS = 12  # a dense lookup of 3**12 int32 entries (2 MB) per tree at most
+    MAX_LOOKUP_ENTRIES = 1 << 25  # 128 MB for all trees; the rest go to the booster
 
     def __init__(self, trees: list[_TreeTable]) -> None:
         self.trees = trees
@@ -333,7 +337,7 @@ class _SplitPatterns:
             return None
         columns = np.ascontiguousarray(reference.T)
         start, stop = iteration_range
-        trees = []
+        trees, budget = [], cls.MAX_LOOKUP_ENTRIES
         for index in range(start, stop or len(gbtree["model"]["trees"])):
             tree = gbtree["model"]["trees"][index]
             if any(tree["split_type"]):
@@ -351,7 +355,8 @@ class _SplitPatterns:
                 lookup=None,
                 values=np.empty((0, 0)),
             )
-            if len(features) <= cls.MAX_SPLITS:
+            if len(features) <= cls.MAX_SPLITS and 3 ** len(features) <= budget:
+                budget -= 3 ** len(features)
                 codes, first = np.unique(table.pattern_codes(columns), return_index=True)
                 lookup = np.full(3 ** len(features), -1, dtype=np.int32)
                 lookup[codes] = np.arange(len(codes), dtype=np.int32)

@@ -14,7 +14,7 @@ import pytest
 from churn_assets.lib.explain import explain
 from churn_assets.lib.modeling import feature_frame
 from churn_assets_tests.serving.conftest import DATASET, ServingEnv
-from churn_assets_tests.serving.fixtures import API_KEY, OTHER_KEY, LiveServer
+from churn_assets_tests.serving.fixtures import API_KEY, OTHER_KEY, LiveServer, live_server
 
 pytestmark = pytest.mark.xdist_group("serving")
 
@@ -219,6 +219,17 @@ def test_body_size_limit_is_413(service: LiveServer) -> None:
         )
     assert declared.status_code == streamed.status_code == 413
     assert "1048576" in declared.json()["detail"] and "1048576" in streamed.json()["detail"]
+
+
+def test_uploads_have_their_own_limit(serving_env: ServingEnv) -> None:
+    rows = serving_env.store_frame.write_csv().encode()
+    assert len(rows) > 4096
+    config = serving_env.config(max_upload_bytes=4096, max_body_bytes=1024)
+    with live_server(config) as live, live.client() as client:
+        too_big = client.post(BATCH, files={"file": ("rows.csv", rows)})
+        fits = client.post(BATCH, files={"file": ("rows.csv", rows[:2000].rsplit(b"\n", 1)[0])})
+    assert too_big.status_code == 413 and "4096" in too_big.json()["detail"]
+    assert fits.status_code == 200, fits.text  # above the 1 KiB JSON limit, below 4 KiB
 
 
 def test_models_describe_the_champion(service: LiveServer, serving_env: ServingEnv) -> None:

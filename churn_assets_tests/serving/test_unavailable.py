@@ -40,9 +40,14 @@ def test_store_problems_are_503_and_inline_rows_still_score(
                 model_version=serving_env.version,
             )
             stale = client.post(SCORE, json={"customer_ids": ["1"]})
-            assert (
-                stale.status_code == 503 and "lacks features ['country']" in stale.json()["detail"]
-            )
+            assert stale.status_code == 503
+            assert "lacks features ['country']" in stale.json()["detail"]
+
+            version = online_store.current_meta(redis_server.client(), DATASET).version
+            redis_server.client().hset(online_store.row_key(DATASET, version, "1"), "n", b"junk")
+            corrupt = client.post(SCORE, json={"customer_ids": ["1"]})
+            assert corrupt.status_code == 503
+            assert "does not match its schema" in corrupt.json()["detail"]
 
             redis_server.stop()
             down = client.post(SCORE, json={"customer_ids": ["1"]})
