@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--dataset", default="retail")
     parser.add_argument("--features", type=Path, help="feature parquet (default: training set)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")
-    parser.add_argument("--requests", type=int, default=2000, help="open-loop request count")
+    parser.add_argument("--requests", type=int, default=2000, help="open-loop requests per round")
+    parser.add_argument("--rounds", type=int, default=3, help="open-loop rounds (median)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--saturation-requests", type=int, default=6000)
     parser.add_argument("--max-seconds", type=float, default=15.0, help="cap per closed loop")
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     processes: list[Process] = []
     try:
@@ -428,17 +430,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             ):
                 warm = _run(closed_loop(port, requests[:200], 4, 30))
                 assert warm.errors == 0, warm.first_error
-                paced = _run(open_loop(port, requests[: args.requests], args.rate))
+                # Rounds, median reported: on a shared machine one descheduled second of the
+                # server (or of this client) would otherwise decide the p99 alone.
+                paced = [
+                    _run(open_loop(port, requests[: args.requests], args.rate))
+                    for _ in range(args.rounds)
+                ]
                 burst = _run(
                     closed_loop(port, requests[args.requests :], args.concurrency, args.max_seconds)
                 )
-                figures[f"{name}_p50_ms"] = paced.percentile(50)
-                figures[f"{name}_p99_ms"] = paced.percentile(99)
-                figures[f"{name}_paced_errors"] = paced.errors
+                for q in (50, 99):
+                    rounds = [r.percentile(q) for r in paced]
+                    figures[f"{name}_p{q}_ms"] = float(np.median(rounds))
+                    figures[f"{name}_p{q}_ms_worst"] = max(rounds)
+                figures[f"{name}_paced_errors"] = sum(r.errors for r in paced)
                 figures[f"{name}_rps"] = burst.throughput
                 figures[f"{name}_burst_errors"] = burst.errors
                 figures[f"{name}_burst_p99_ms"] = burst.percentile(99)
-                for result in (paced, burst):
+                for result in (*paced, burst):
                     if result.first_error:
                         print(f"{name}: {result.errors} errors, first: {result.first_error}")
             figures["batch_rows_per_s"], batch_rows = batch_rows_per_second(
@@ -453,6 +462,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             process.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    figures["load_before"], figures["load_after"] = load_before, os.getloadavg()[0]
     report(figures, args, month, batch_rows)
     return figures
 
@@ -474,9 +484,10 @@ def check_same_probability(ours: bytes, theirs: bytes, ours_port: int, mlflow_po
 def report(figures: dict[str, float], args: argparse.Namespace, month: str, rows: int) -> None:
     ratio = figures["mlflow_p99_ms"] / figures["service_p99_ms"]
     lines = [
-        (f"p50 latency @ {args.rate:g} req/s (ms)", figures["service_p50_ms"], figures["mlflow_p50_ms"], "", None),
-        (f"p99 latency @ {args.rate:g} req/s (ms)", figures["service_p99_ms"], figures["mlflow_p99_ms"],
+        (f"p50 @ {args.rate:g} req/s, median round (ms)", figures["service_p50_ms"], figures["mlflow_p50_ms"], "", None),
+        (f"p99 @ {args.rate:g} req/s, median round (ms)", figures["service_p99_ms"], figures["mlflow_p99_ms"],
          f"<= {TARGET_P99_MS:g}", figures["service_p99_ms"] <= TARGET_P99_MS),
+        (f"p99, worst of {args.rounds} rounds (ms)", figures["service_p99_ms_worst"], figures["mlflow_p99_ms_worst"], "", None),
         ("p99 ratio mlflow / service", ratio, math.nan, f">= {TARGET_RATIO:g}x", ratio >= TARGET_RATIO),
         (f"max req/s @ concurrency {args.concurrency}", figures["service_rps"], figures["mlflow_rps"],
          f">= {TARGET_RPS:g}", figures["service_rps"] >= TARGET_RPS and figures["service_burst_errors"] == 0),
@@ -489,6 +500,10 @@ def report(figures: dict[str, float], args: argparse.Namespace, month: str, rows
     print(
         f"uvicorn workers: {args.workers} (both servers); single-customer /score with reasons "
         f"vs mlflow /invocations with the same features inline"
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, 1-min load average {figures['load_before']:.1f} "
+        f"before, {figures['load_after']:.1f} after (other processes share the cores)"
     )
     print(f"{'figure':<46} {'service':>12} {'mlflow serve':>13} {'target':>12}  met")
     for label, ours, theirs, target, met in lines:
