@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from churn_assets.lib.file_lock import file_lock
 from churn_assets.serving.models import ServedModel
-from churn_assets.serving.scoring import N_REASONS, FeatureRows
+from churn_assets.serving.scoring import N_REASONS, FeatureRows, FeatureTypeError
 
 ENTITY = "customer_id"
 TIME_COLUMN = "observation_date"
@@ -148,8 +148,8 @@ class BatchInput:
             raise BatchInputError(TIME_COLUMN, f"{TIME_COLUMN} is not a date") from exc
         try:
             rows = FeatureRows.from_frame(frame, model.scorer.numeric, model.scorer.categorical)
-        except ValueError as exc:
-            raise BatchInputError(getattr(exc, "column", "file"), str(exc)) from exc
+        except FeatureTypeError as exc:
+            raise BatchInputError(exc.column, str(exc)) from exc
         return cls(frame[ENTITY].cast(pl.String), dates.alias(TIME_COLUMN), rows)
 
 
@@ -165,10 +165,10 @@ def scores_frame(
         "churn_probability": scores.probability,
         "risk_decile": scores.decile.astype(np.int32),
     }
-    if reasons:
+    if scores.contributions is not None:
         features = np.asarray(model.scorer.features, dtype=object)
         top = scores.top_reasons()
-        picked = np.take_along_axis(scores.contributions, top, axis=1)  # type: ignore[arg-type]
+        picked = np.take_along_axis(scores.contributions, top, axis=1)
         for rank in range(min(N_REASONS, top.shape[1])):
             columns[f"driver_{rank + 1}"] = pl.Series(features[top[:, rank]], dtype=pl.String)
             columns[f"driver_{rank + 1}_value"] = pl.Series(

@@ -126,16 +126,16 @@ class Champions:
             wanted = registry.champion_version(dataset)
             if wanted is None:
                 raise LookupError(f"{registry.registered_model_name(dataset)} has no @champion")
-            if wanted == previous:
-                return ReloadOutcome(dataset, previous, previous, changed=False)
-            loaded = load_served_model(dataset, wanted)
+            loaded = None if wanted == previous else load_served_model(dataset, wanted)
         except Exception as exc:  # any failure keeps the old model serving
             message = f"{type(exc).__name__}: {exc}"
             self._errors[dataset] = message
             log.error("loading the champion of %s failed: %s", dataset, message)
             return ReloadOutcome(dataset, previous, previous, changed=False, error=message)
+        self._errors.pop(dataset, None)  # the registry answered and the live model is current
+        if loaded is None:
+            return ReloadOutcome(dataset, previous, previous, changed=False)
         self._live[dataset] = loaded  # the swap: one reference assignment
-        self._errors.pop(dataset, None)
         log.info("%s: serving %s v%s (was %s)", dataset, loaded.name, loaded.version, previous)
         return ReloadOutcome(dataset, previous, loaded.version, changed=True)
 
