@@ -32,7 +32,7 @@ class ServingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6390/0"  # the platform's default CHURN_REDIS_URL
     datasets: tuple[str, ...] = Field(min_length=1)
     mlflow_tracking_uri: str
     api_keys: frozenset[str] = Field(min_length=1, repr=False)

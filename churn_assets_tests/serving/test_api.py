@@ -40,7 +40,7 @@ def _model_input(env: ServingEnv, rows: pl.DataFrame):  # type: ignore[no-untype
 
 def _training_deciles(env: ServingEnv, probability: np.ndarray) -> np.ndarray:
     reference = env.model.predict_proba(_model_input(env, env.training_set.frame()))[:, 1]
-    edges = np.quantile(reference, np.arange(1, 10) / 10)
+    edges = np.quantile(reference, np.linspace(0.1, 0.9, 9))
     return 1 + np.searchsorted(edges, probability, side="left")
 
 
