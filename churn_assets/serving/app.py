@@ -171,6 +171,7 @@ def _score_body(
                 "risk_decile": decile[i],
                 "as_of": as_of,
                 "reasons": reasons,
+                "model_version": model.version,
             }
         )
     return {

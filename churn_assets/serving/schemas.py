@@ -75,6 +75,7 @@ class ScoreResult(BaseModel):
     risk_decile: int = Field(ge=1, le=10, description="10 = riskiest tenth of training scores")
     as_of: date | None = Field(description="observation date of the stored features")
     reasons: list[Reason]
+    model_version: str
 
 
 class ScoreResponse(BaseModel):

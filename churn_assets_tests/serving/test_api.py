@@ -81,6 +81,7 @@ def test_score_by_id_matches_the_model_and_shap(
     assert [r["customer_id"] for r in results] == ids
     assert {r["source"] for r in results} == {"online_store"}
     assert {r["as_of"] for r in results} == {"2011-09-01"}
+    assert {r["model_version"] for r in results} == {serving_env.version}
 
     x = _model_input(serving_env, _features(serving_env, ids))
     expected = serving_env.model.predict_proba(x)[:, 1]
