@@ -8,12 +8,16 @@ validated here, before uvicorn forks workers, so a bad setting fails once and cl
 from __future__ import annotations
 
 import uvicorn
+from pydantic import ValidationError
 
 from churn_assets.serving.config import ServerConfig, ServingConfig
 
 
 def main() -> None:
-    ServingConfig.from_env()
+    try:
+        ServingConfig.from_env()
+    except ValidationError as exc:
+        raise SystemExit(ServingConfig.explain(exc)) from None
     server = ServerConfig.from_env()
     uvicorn.run(
         "churn_assets.serving.app:app_from_env",

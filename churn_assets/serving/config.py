@@ -12,9 +12,9 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from churn_assets.settings import get_settings
 
@@ -31,6 +31,23 @@ class ServingConfig(BaseModel):
     """Everything :func:`churn_assets.serving.create_app` needs (see ``docs/deploy.md``)."""
 
     model_config = ConfigDict(frozen=True)
+
+    ENV: ClassVar[dict[str, str]] = {
+        "datasets": "CHURN_SERVING_DATASETS",
+        "api_keys": "CHURN_API_KEYS",
+        "mlflow_tracking_uri": "CHURN_MLFLOW_TRACKING_URI",
+        "duckdb_path": "CHURN_DUCKDB_PATH",
+        "redis_url": "CHURN_REDIS_URL",
+        "reload_interval_seconds": "CHURN_RELOAD_INTERVAL_SECONDS",
+        "max_ids_per_request": "CHURN_MAX_IDS_PER_REQUEST",
+        "max_body_bytes": "CHURN_MAX_BODY_BYTES",
+        "max_upload_bytes": "CHURN_MAX_UPLOAD_BYTES",
+        "offline_table": "CHURN_OFFLINE_TABLE",
+        "offline_lock_timeout_seconds": "CHURN_OFFLINE_LOCK_TIMEOUT_SECONDS",
+        "redis_timeout_seconds": "CHURN_REDIS_TIMEOUT_SECONDS",
+        "batch_chunk_rows": "CHURN_BATCH_CHUNK_ROWS",
+    }
+    """The environment variable behind every field (``docs/deploy.md`` lists them all)."""
 
     redis_url: str = "redis://127.0.0.1:6390/0"  # the platform's default CHURN_REDIS_URL
     datasets: tuple[str, ...] = Field(min_length=1)
@@ -73,30 +90,26 @@ class ServingConfig(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
-        """Read ``CHURN_*`` variables (documented in ``docs/deploy.md``)."""
+        """Read ``CHURN_*`` variables; lists are comma-separated."""
         env = os.environ if environ is None else environ
         settings = get_settings()
         values: dict[str, object] = {
-            "datasets": tuple(_csv(env.get("CHURN_SERVING_DATASETS"))),
-            "api_keys": frozenset(_csv(env.get("CHURN_API_KEYS"))),
-            "mlflow_tracking_uri": env.get(
-                "CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri
-            ),
-            "duckdb_path": env.get("CHURN_DUCKDB_PATH", str(settings.duckdb_path)),
+            "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+            "duckdb_path": settings.duckdb_path,
         }
-        optional = {
-            "redis_url": "CHURN_REDIS_URL",
-            "reload_interval_seconds": "CHURN_RELOAD_INTERVAL_SECONDS",
-            "max_ids_per_request": "CHURN_MAX_IDS_PER_REQUEST",
-            "max_body_bytes": "CHURN_MAX_BODY_BYTES",
-            "max_upload_bytes": "CHURN_MAX_UPLOAD_BYTES",
-            "offline_table": "CHURN_OFFLINE_TABLE",
-            "offline_lock_timeout_seconds": "CHURN_OFFLINE_LOCK_TIMEOUT_SECONDS",
-            "redis_timeout_seconds": "CHURN_REDIS_TIMEOUT_SECONDS",
-            "batch_chunk_rows": "CHURN_BATCH_CHUNK_ROWS",
-        }
-        values.update({field: env[name] for field, name in optional.items() if env.get(name)})
+        values.update({field: env[name] for field, name in cls.ENV.items() if env.get(name)})
+        for field in ("datasets", "api_keys"):
+            values[field] = _csv(env.get(cls.ENV[field]))
         return cls.model_validate(values)
+
+    @classmethod
+    def explain(cls, error: ValidationError) -> str:
+        """A validation error in terms of the variables an operator sets."""
+        lines = [
+            f"{cls.ENV.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'config'}: {e['msg']}"
+            for e in error.errors()
+        ]
+        return "invalid serving configuration:\n  " + "\n  ".join(lines)
 
 
 class ServerConfig(BaseModel):
