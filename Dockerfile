@@ -26,7 +26,6 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY churn_assets ./churn_assets
 COPY benchmarks ./benchmarks
 COPY dbt ./dbt
-COPY docs ./docs
 COPY data/raw ./data/raw
 COPY dagster.yaml workspace.yaml ./
 RUN --mount=type=cache,target=/root/.cache/uv \
