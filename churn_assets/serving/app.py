@@ -71,10 +71,16 @@ class _Service:
             if config.duckdb_path is None
             else batch.OfflineStore(config.duckdb_path, config.offline_lock_timeout_seconds)
         )
-        self.redis = redis.asyncio.Redis.from_url(
-            config.redis_url,
-            socket_timeout=config.redis_timeout_seconds,
-            socket_connect_timeout=config.redis_timeout_seconds,
+        # A blocking pool: when a stall piles requests up, the excess waits for a connection
+        # (up to the Redis timeout) instead of failing at redis-py's default of 100.
+        self.redis = redis.asyncio.Redis.from_pool(
+            redis.asyncio.BlockingConnectionPool.from_url(
+                config.redis_url,
+                max_connections=config.redis_max_connections,
+                timeout=config.redis_timeout_seconds,
+                socket_timeout=config.redis_timeout_seconds,
+                socket_connect_timeout=config.redis_timeout_seconds,
+            )
         )
 
     @contextlib.asynccontextmanager

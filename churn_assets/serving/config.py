@@ -45,6 +45,7 @@ class ServingConfig(BaseModel):
         "offline_table": "CHURN_OFFLINE_TABLE",
         "offline_lock_timeout_seconds": "CHURN_OFFLINE_LOCK_TIMEOUT_SECONDS",
         "redis_timeout_seconds": "CHURN_REDIS_TIMEOUT_SECONDS",
+        "redis_max_connections": "CHURN_REDIS_MAX_CONNECTIONS",
         "batch_chunk_rows": "CHURN_BATCH_CHUNK_ROWS",
     }
     """The environment variable behind every field (``docs/deploy.md`` lists them all)."""
@@ -61,6 +62,7 @@ class ServingConfig(BaseModel):
     offline_table: str = "{dataset}_features.features_monthly"
     offline_lock_timeout_seconds: float = Field(default=10.0, ge=0)
     redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    redis_max_connections: int = Field(default=64, ge=1)
     batch_chunk_rows: int = Field(default=50_000, ge=1)
 
     @field_validator("datasets")
