@@ -9,7 +9,12 @@ unseen categories); any other model, or a mismatch, uses the model's own methods
 
 Reasons are exact: for XGBoost the booster's TreeSHAP (``pred_contribs``) on the encoded
 matrix, with one-hot columns summed back to their raw feature (the same numbers as
-``shap.TreeExplainer``); other models explain themselves through ``model.contributions(x)``.
+``shap.TreeExplainer``); large batches read the same numbers from per-tree tables of split
+patterns (:class:`_SplitPatterns`), verified at load against ``pred_contribs``. Other models
+explain themselves through ``model.contributions(x)``.
+
+XGBoost runs on one thread per call here: requests are scored concurrently, and an OpenMP
+team for a small matrix costs more than the work on a busy machine.
 """
 
 from __future__ import annotations
