@@ -1,6 +1,6 @@
 """``python -m churn_assets.serving``: run the scoring service under uvicorn.
 
-uvloop and httptools (``uvicorn[standard]``) are chosen explicitly: they roughly halve the
+uvloop and httptools (``uvicorn[standard]``) are chosen explicitly: they cut the
 per-request overhead of the pure-Python event loop and HTTP parser. The configuration is
 validated here, before uvicorn forks workers, so a bad setting fails once and clearly.
 """
