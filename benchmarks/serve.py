@@ -54,7 +54,7 @@ import uvloop
 from churn_assets.lib import online_store
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.training_set import DATA_FILE
-from churn_assets.settings import get_settings
+from churn_assets.settings import settings_from_env
 from churn_assets_tests.redis_server import free_port, running_redis
 
 TARGET_P99_MS = 10.0
@@ -315,7 +315,7 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=get_settings().mlflow_tracking_uri)
+    parser.add_argument("--tracking-uri", default=settings_from_env().mlflow_tracking_uri)
     parser.add_argument("--dataset", default="retail")
     parser.add_argument("--features", type=Path, help="feature parquet (default: training set)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")

@@ -282,6 +282,13 @@ class DatasetSpec(Strict):
         """DuckDB schema of a stage's tables: ``<dataset>_<stage>``."""
         return f"{self.name}_{stage}"
 
+    @property
+    def scoring_table(self) -> str:
+        """Customers to score at T with their features: the active ones (events), or every
+        customer of the snapshot. Batch scores, drift and the API's offline scoring read it."""
+        table = "features_monthly" if self.kind == "events" else "fct_snapshot_features"
+        return f"{self.db_schema('features')}.{table}"
+
     def key(self, name: str) -> str:
         """Asset key (and check/job/sensor name) of one node of this dataset's graph."""
         return f"{self.name}_{name}"

@@ -16,7 +16,8 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from churn_assets.settings import get_settings
+from churn_assets.lib.datasets import load_declarations
+from churn_assets.settings import settings_from_env
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_IDS_CEILING = 1000
@@ -59,7 +60,9 @@ class ServingConfig(BaseModel):
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)
     duckdb_path: Path | None = None
-    offline_table: str = "{dataset}_features.features_monthly"
+    offline_table: str = ""
+    """A table name template (``{dataset}`` is replaced); empty: each dataset's declared
+    scoring table (``<ds>_features.features_monthly``, or the snapshot's features)."""
     offline_lock_timeout_seconds: float = Field(default=10.0, ge=0)
     redis_timeout_seconds: float = Field(default=1.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)
@@ -83,18 +86,20 @@ class ServingConfig(BaseModel):
     @field_validator("offline_table")
     @classmethod
     def _table_template(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.{}]+", value) or "{dataset}" not in value:
+        if value and (not re.fullmatch(r"[A-Za-z0-9_.{}]+", value) or "{dataset}" not in value):
             raise ValueError("offline_table must be a table name template containing {dataset}")
         return value
 
     def table_for(self, dataset: str) -> str:
-        return self.offline_table.format(dataset=dataset)
+        if self.offline_table:
+            return self.offline_table.format(dataset=dataset)
+        return load_declarations()[dataset].scoring_table
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
         """Read ``CHURN_*`` variables; lists are comma-separated."""
         env = os.environ if environ is None else environ
-        settings = get_settings()
+        settings = settings_from_env(env)
         values: dict[str, object] = {
             "mlflow_tracking_uri": settings.mlflow_tracking_uri,
             "duckdb_path": settings.duckdb_path,

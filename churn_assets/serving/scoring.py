@@ -34,13 +34,11 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from churn_assets.lib.modeling import MISSING_CATEGORY, ChurnClassifier
 from churn_assets.lib.online_store import StoredRows
+from churn_assets.lib.scoring import decile_edges, risk_deciles
 
 log = logging.getLogger(__name__)
 
 N_REASONS = 3
-DECILE_QUANTILES = np.linspace(0.1, 0.9, 9)
-"""The same nine quantiles as the platform's batch scores, so a customer scored alone gets the
-decile the monthly batch gives (edges differ in the last bits with ``arange(1, 10) / 10``)."""
 VERIFY_ROWS = 2000
 CONTRIBUTION_TOLERANCE = 1e-5
 """Log-odds; float32 sums over a few hundred trees differ by about 1e-6 with the order."""
@@ -427,7 +425,7 @@ class Scorer:
             self.explainer = "model_contributions"
         else:
             self.explainer = None
-        self.decile_edges = np.quantile(self.probabilities(rows), DECILE_QUANTILES)
+        self.decile_edges = decile_edges(self.probabilities(rows))
         self.score(rows.slice(0, 2), reasons=self.explainer is not None)
 
     @property
@@ -469,8 +467,8 @@ class Scorer:
         return self._predict(rows, reasons=False)[0]
 
     def deciles(self, probability: np.ndarray) -> np.ndarray:
-        """1..10 against the training-set deciles; a score on an edge belongs to the lower one."""
-        return 1 + np.searchsorted(self.decile_edges, probability, side="left")
+        """1..10 against the training-set deciles, as the monthly batch scores rank them."""
+        return risk_deciles(probability, self.decile_edges)
 
     def score(self, rows: FeatureRows, *, reasons: bool) -> Scores:
         if reasons and self.explainer is None:

@@ -80,7 +80,7 @@ def serving_env(
     resource = MLflowResource(
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
     )
-    resource.setup()
+    resource.configure()
     ts = synthetic_retail_training_set(root / "processed")
     version, model = register_champion(resource, DATASET, ts, XGB_PARAMS)
     store_frame = newest_rows(ts)

@@ -20,6 +20,7 @@ import uvicorn
 
 from churn_assets.lib import modeling
 from churn_assets.lib import registry_models as registry
+from churn_assets.lib.modeling.protocol import Candidate, Protocol
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.resources import MLflowResource
 from churn_assets.serving import ServingConfig, create_app
@@ -63,12 +64,20 @@ def register_champion(
         metrics={"roc_auc": 0.75, "ece": 0.03},
         figures={},
         tags={"role": "candidate"},
-        register_as=registry.registered_model_name(dataset),
     )
-    assert logged.version is not None
+    candidate = Candidate(
+        name="xgboost",
+        run_id=logged.run_id,
+        model_uri=logged.model_uri,
+        training_set_version=ts.version,
+        protocol=Protocol(kind="out_of_time", horizon_days=90),
+        metrics={"roc_auc": 0.75, "ece": 0.03},
+        validation_auc=0.75,
+    )
+    version = registry.register(dataset, candidate, {})
     if promote:
-        registry.set_alias_and_tags(dataset, logged.version, registry.CHAMPION, {})
-    return logged.version, model
+        registry.set_alias_and_tags(dataset, version, registry.CHAMPION, {})
+    return version, model
 
 
 def newest_rows(ts: TrainingSet) -> pl.DataFrame:

@@ -27,6 +27,12 @@ def test_variables_become_typed_settings() -> None:
     assert config.max_ids_per_request == 250
     assert config.mlflow_tracking_uri == "http://mlflow:5000"
     assert config.table_for("telco") == "telco_features.fct_snapshot_features"
+    # without a template, each dataset's declared scoring table
+    default = ServingConfig.from_env(
+        {"CHURN_SERVING_DATASETS": "retail,telco", "CHURN_API_KEYS": KEY}
+    )
+    assert default.table_for("retail") == "retail_features.features_monthly"
+    assert default.table_for("telco") == "telco_features.fct_snapshot_features"
     assert KEY not in repr(config)  # keys never reach logs through the config's repr
     server = ServerConfig.from_env({"CHURN_SERVING_PORT": "9000", "CHURN_SERVING_ACCESS_LOG": "0"})
     assert (server.port, server.access_log, server.workers) == (9000, False, 1)

@@ -56,13 +56,6 @@ def observation_date(spec: DatasetSpec, context: dg.AssetExecutionContext) -> da
     return spec.snap.snapshot_date
 
 
-def features_table(spec: DatasetSpec) -> str:
-    """Customers to score at T: the active ones (events), or every customer (a snapshot)."""
-    if spec.kind == "events":
-        return f"{spec.db_schema('features')}.features_monthly"
-    return f"{spec.db_schema('features')}.fct_snapshot_features"
-
-
 def features_input(spec: DatasetSpec) -> str:
     return "features_monthly" if spec.kind == "events" else "fct_snapshot_features"
 

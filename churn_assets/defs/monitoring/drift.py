@@ -13,7 +13,6 @@ from churn_assets import metadata
 from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     features_input,
-    features_table,
     monitoring_asset,
     observation_date,
     read_at,
@@ -194,7 +193,7 @@ def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
         scores = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", day)
         if scores.is_empty():
             raise dg.Failure(f"no scores at {day}: materialize {spec.key(SCORES_TABLE)} first")
-        features = read_at(duckdb, features_table(spec), day)
+        features = read_at(duckdb, spec.scoring_table, day)
         current = features.join(scores.select("customer_id", "churn_probability"), on="customer_id")
         versions = scores["model_version"].unique().to_list()
         if len(versions) != 1:

@@ -11,7 +11,6 @@ from sklearn.metrics import roc_auc_score
 
 from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
-    features_table,
     monitoring_asset,
     observation_date,
     read_at,
@@ -74,7 +73,7 @@ def build_performance(spec: DatasetSpec) -> dg.AssetsDefinition:
         monthly feature table records per row (``is_mature``): replayed months report
         ``immature`` until enough later months have arrived."""
         day = observation_date(spec, context)
-        labels = read_at(duckdb, features_table(spec), day).select(
+        labels = read_at(duckdb, spec.scoring_table, day).select(
             "customer_id", "churned", "is_mature"
         )
         base: dict[str, Any] = {"observation_date": day.isoformat(), "customers": labels.height}

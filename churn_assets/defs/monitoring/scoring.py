@@ -10,7 +10,6 @@ from churn_assets import metadata
 from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     features_input,
-    features_table,
     monitoring_asset,
     observation_date,
     read_at,
@@ -56,7 +55,7 @@ def score_frame(model: registry.Champion, features: pl.DataFrame, day: object) -
 
 
 def build_scores(spec: DatasetSpec) -> dg.AssetsDefinition:
-    table = features_table(spec)
+    table = spec.scoring_table
 
     @monitoring_asset(
         spec,
