@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from churn_assets.lib import drift, features_registry
+from churn_assets.defs.monitoring.sensors import newly_mature
+from churn_assets.lib import drift
+from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.drift_report import render_html
+from churn_assets.lib.features_registry import feature_set
 
 
 def test_psi_is_zero_for_identical_samples() -> None:
@@ -113,7 +117,7 @@ def test_summary_thresholds_share_and_report() -> None:
     assert summary.share_drifted == pytest.approx(1 / 3)
     assert summary.status == "alert"
     assert summary.to_dict()["thresholds"]["psi_alert"] == 0.2
-    html = render_html(summary)
+    html = render_html(summary, "retail")
     assert html.count("data:image/png;base64,") == 4  # score + three features
     assert "ALERT" in html
     relaxed = drift.summarize(
@@ -136,34 +140,37 @@ def test_measured_only_features_are_reported_but_never_raise_the_status() -> Non
     assert not tenure.alerting and not tenure.drifted
     assert (measured.status, measured.drifted_features, measured.share_drifted) == ("ok", [], 0.0)
     assert measured.to_dict()["features"][0]["alerting"] is False
-    assert "grows with history, not alerted" in render_html(measured)
+    assert "grows with history, not alerted" in render_html(measured, "retail")
 
 
-def test_history_features_are_the_cumulative_ones() -> None:
-    history = features_registry.history_features("fct_retail_features")
-    assert {"tenure_days", "lifetime_invoices", "lifetime_revenue"} <= history
-    windowed = {f.name for f in features_registry.features_of("fct_retail_features") if f.window}
-    assert not history & windowed  # bounded windows are comparable month to month: they alert
-    assert not features_registry.history_features("fct_telco_features")
+def test_history_features_are_the_cumulative_ones(specs: dict[str, DatasetSpec]) -> None:
+    retail = feature_set(specs["retail"])
+    history = retail.grows_with_history
+    assert {"tenure_days", "lifetime_orders", "lifetime_revenue", "n_lapses_90d"} <= history
+    windowed = {f.name for f in retail.features if f.window}
+    assert windowed and not history & windowed  # bounded windows compare month to month: alert
+    assert not feature_set(specs["telco"]).grows_with_history
 
 
 def test_population_volume_change_drives_status() -> None:
     rng = np.random.default_rng(3)
     kwargs = _inputs({"a": rng.normal(size=1_000)}, ["a"], [], reference_rows_per_month=100.0)
-    peak = drift.summarize(**kwargs, current={"a": rng.normal(size=140)})
+    peak = drift.summarize(**kwargs, current={"a": rng.normal(size=140).tolist()})
     assert peak.volume_change == pytest.approx(0.4)
     assert (peak.volume_status, peak.status) == ("alert", "alert")
-    usual = drift.summarize(**kwargs, current={"a": rng.normal(size=105)})
+    usual = drift.summarize(**kwargs, current={"a": rng.normal(size=105).tolist()})
     assert usual.volume_status == "ok"
 
 
 def test_every_month_matured_by_a_data_drop_is_measured() -> None:
     """A 90-day horizon drifts against calendar months: the May 2011 drop matures both
     February and March, the February drop matures only November (measured again)."""
-    from datetime import date
-
-    from churn_assets.defs.monitoring.sensors import newly_mature_months
-
-    assert newly_mature_months(date(2011, 5, 31), 90) == ["2011-02-01", "2011-03-01"]
-    assert newly_mature_months(date(2011, 2, 28), 90) == ["2010-11-01"]
-    assert newly_mature_months(date(2011, 12, 9), 90) == ["2011-08-01", "2011-09-01"]
+    keys = [date(2010 + (2 + i) // 12, (2 + i) % 12 + 1, 1).isoformat() for i in range(22)]
+    assert newly_mature(keys, date(2011, 5, 31), 90) == ["2011-02-01", "2011-03-01"]
+    assert newly_mature(keys, date(2011, 2, 28), 90) == ["2010-11-01"]
+    assert newly_mature(keys, date(2011, 12, 9), 90) == ["2011-08-01", "2011-09-01"]
+    # Only observation dates that exist (partitions) are measured.
+    assert newly_mature([k for k in keys if k != "2011-03-01"], date(2011, 5, 31), 90) == [
+        "2011-02-01"
+    ]
+    assert newly_mature(keys, date(2010, 5, 15), 90) == []  # 2010-03-01 matures on 05-30

@@ -1,16 +1,13 @@
 """The monitoring loop on a synthetic feature store with a champion from the real training assets.
 
-Order matters inside this module (one shared instance): normal months first, the replayed
-month next, the deliberately shifted month (drift alert → retraining) last.
+Order matters inside this module (one shared instance): normal months first, the month a
+delivery makes observable next, the deliberately shifted month (drift alert → retraining) last.
+Only tests about drift run the whole monitoring job; the others run the steps they are about.
+The retraining sensor's history guard and the concurrent writers have modules of their own
+(they need no trained champion), so they run beside this one on the other worker.
 """
 
-from __future__ import annotations
-
 import json
-import os
-import shutil
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -18,28 +15,24 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from mlflow import MlflowClient
 
-from churn_assets import replay
-from churn_assets.defs.monitoring import sensors
-from churn_assets.lib import features_registry
+from churn_assets.defs.monitoring.drift import DRIFT_CHECK, PLOTTED_FEATURES
+from churn_assets.defs.monitoring.sensors import TAG_TRIGGER
+from churn_assets.defs.sources.landing import TAG_DATA_AS_OF, TAG_DELIVERY, TAG_MONTH
+from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.registry_models import CHAMPION, registered_model_name
-from churn_assets.resources import AlertNotifier, DuckDBResource
-from churn_assets.settings import REPO_ROOT
 from churn_assets_tests.monitoring.conftest import MonitoringEnv
-from churn_assets_tests.monitoring.fixtures import CUSTOMERS, FEATURE_MODEL, NUMERIC
+from churn_assets_tests.monitoring.fixtures import CUSTOMERS, SIGNAL_FEATURES
 
 pytestmark = pytest.mark.xdist_group("monitoring")
 
 MODEL = registered_model_name("retail")
+SCORES = "retail_monitoring.scores"
 
 
 def query(env: MonitoringEnv, sql: str) -> pl.DataFrame:
-    con = duckdb.connect(str(env.settings.duckdb_path), read_only=True)
-    try:
+    with duckdb.connect(env.settings.duckdb_path, read_only=True) as con:
         return con.sql(sql).pl()
-    finally:
-        con.close()
 
 
 def materialization(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]:
@@ -55,46 +48,85 @@ def check_passed(result: dg.ExecuteInProcessResult, name: str) -> bool:
     return evaluation.passed
 
 
-def test_scoring_replaces_only_its_month(monitoring_env: MonitoringEnv) -> None:
-    assert monitoring_env.month("2011-06-01").success
-    assert monitoring_env.month("2011-07-01").success
-    july = query(
-        monitoring_env,
-        "SELECT * FROM monitoring.retail_scores WHERE observation_date = '2011-07-01'",
+def monitored_features(env: MonitoringEnv) -> list[str]:
+    """The champion's features less the calendar ones (one value per month: never compared).
+    The synthetic store carries signal in SIGNAL_FEATURES only; the training set left every
+    constant column out, so the champion was trained on those and the month number."""
+    declared = feature_set(env.spec)
+    client = env.mlflow()
+    version = client.get_model_version_by_alias(MODEL, CHAMPION)
+    trained = json.loads(
+        client.get_run(str(version.run_id)).data.tags["training_set.numeric_features"]
     )
-    assert monitoring_env.month("2011-06-01").success  # re-score June only
+    assert trained == [f for f in declared.numeric if f in (*SIGNAL_FEATURES, "observation_month")]
+    monitored = [c for c in trained if c not in declared.calendar]
+    assert "observation_month" in declared.calendar and "observation_month" not in monitored
+    return monitored
 
-    scores = query(monitoring_env, "SELECT * FROM monitoring.retail_scores")
+
+def test_scoring_replaces_only_its_month(monitoring_env: MonitoringEnv) -> None:
+    assert monitoring_env.score("2011-06-01").success
+    assert monitoring_env.score("2011-07-01").success
+    july = query(monitoring_env, f"SELECT * FROM {SCORES} WHERE observation_date = '2011-07-01'")
+    assert monitoring_env.score("2011-06-01").success  # re-score June only
+
+    scores = query(monitoring_env, f"SELECT * FROM {SCORES}")
     assert scores.group_by("observation_date").len().sort("observation_date")["len"].to_list() == [
         CUSTOMERS,
         CUSTOMERS,
     ]
     assert scores.select("observation_date", "customer_id").is_duplicated().sum() == 0
+    assert scores.schema["customer_id"] == pl.String
     july_after = scores.filter(pl.col("observation_date") == date(2011, 7, 1))
     assert july_after.sort("customer_id").equals(july.sort("customer_id"))  # untouched
     assert set(scores["risk_decile"].unique()) == set(range(1, 11))
     top = scores.filter(pl.col("risk_decile") == 10)["churn_probability"].min()
     bottom = scores.filter(pl.col("risk_decile") == 1)["churn_probability"].max()
-    assert top >= bottom
+    assert top >= bottom  # type: ignore[operator]
     for column in ("driver_1", "driver_2", "driver_3"):
-        assert set(scores[column].unique()) <= set(NUMERIC)
+        assert set(scores[column].unique()) <= set(SIGNAL_FEATURES) | {"observation_month"}
+    # Drivers are ranked by the size of their signed contribution.
+    assert (scores["driver_1_shap"].abs() >= scores["driver_2_shap"].abs()).all()
+    assert (scores["driver_2_shap"].abs() >= scores["driver_3_shap"].abs()).all()
     assert scores["model_version"].unique().to_list() == ["1"]
+    assert scores["model_name"].unique().to_list() == [MODEL]
 
 
 def test_drift_report_html_metadata_mlflow_and_check(monitoring_env: MonitoringEnv) -> None:
     result = monitoring_env.month("2011-08-01")
     metadata = materialization(result, "retail_drift_report")
     assert metadata["status"] in ("ok", "warn")
-    assert check_passed(result, "drift_alert")
+    assert check_passed(result, DRIFT_CHECK)
+    monitored = monitored_features(monitoring_env)
     html = Path(str(metadata["report_path"])).read_text()
-    monitored = [c for c in NUMERIC if c not in features_registry.calendar_features(FEATURE_MODEL)]
-    assert "observation_month" not in monitored
+    assert Path(str(metadata["report_path"])) == (
+        Path(monitoring_env.settings.reports_dir) / "retail" / "drift" / "drift_2011-08-01.html"
+    )
     assert html.count("data:image/png;base64,") == len(monitored) + 1  # every feature + score
+    plots = str(metadata["plots"])
+    assert plots.count("data:image/png;base64,") == min(PLOTTED_FEATURES, len(monitored) + 1)
+    assert plots.startswith("![churn_probability.png]")  # the score is always plotted first
+
     table = metadata["drift_table"]
-    assert {r.data["test"] for r in table.records} == {"psi", "ks", "volume_change"}  # type: ignore[attr-defined]
-    run = MlflowClient().get_run(str(metadata["mlflow_run_id"]))
+    records = [r.data for r in table.records]  # type: ignore[attr-defined]
+    assert records[0]["feature"] == "churn_probability"
+    assert {r["feature"] for r in records} == {
+        "churn_probability",
+        *monitored,
+        "customers (volume change)",
+    }
+    rounded = [v for r in records for v in r.values() if isinstance(v, float)]
+    assert rounded and all(v == round(v, 4) for v in rounded)
+    volume = next(r for r in records if r["feature"] == "customers (volume change)")
+    assert volume["psi"] == 0.0 and volume["status"] == "ok"  # same customers every month
+    history = feature_set(monitoring_env.spec).grows_with_history
+    assert {r["feature"] for r in records if r["alerting"] is False} == history & set(monitored)
+
+    client = monitoring_env.mlflow()
+    run = client.get_run(str(metadata["mlflow_run_id"]))
     assert run.data.tags["model_version"] == "1"
-    local = MlflowClient().download_artifacts(run.info.run_id, "drift_report.json")
+    assert run.data.tags["observation_date"] == "2011-08-01"
+    local = client.download_artifacts(run.info.run_id, "drift_report.json")
     report = json.loads(Path(local).read_text())
     assert report["thresholds"] == {
         "psi_warn": 0.1,
@@ -107,22 +139,20 @@ def test_drift_report_html_metadata_mlflow_and_check(monitoring_env: MonitoringE
 
 
 def test_realized_performance_only_once_labels_mature(monitoring_env: MonitoringEnv) -> None:
-    mature = materialization(monitoring_env.month("2011-06-01"), "retail_realized_performance")
+    """The label-maturity job (what the after-ingest sensor launches) measures a scored date
+    whose labels matured, and reports an immature one as such."""
+    assert monitoring_env.score("2011-06-01").success
+    mature = materialization(monitoring_env.maturity("2011-06-01"), "retail_realized_performance")
     assert mature["status"] == "mature"
+    assert mature["labelled_customers"] == CUSTOMERS
+    assert mature["model_version"] == "1"
     assert 0.6 < float(mature["realized_roc_auc"]) <= 1.0  # type: ignore[arg-type]
     assert float(mature["realized_top_decile_lift"]) > 1.0  # type: ignore[arg-type]
     assert mature["evaluation_roc_auc"] is not None
-    immature = materialization(monitoring_env.month("2011-10-01"), "retail_realized_performance")
+    # 2011-10-01 + 90 days is after the last event (2011-12-09): is_mature is false.
+    immature = materialization(monitoring_env.maturity("2011-10-01"), "retail_realized_performance")
     assert immature["status"] == "immature"
-
-
-def _tick(env: MonitoringEnv, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        instance=env.instance, cursor=cursor, resources={"notifier": AlertNotifier()}
-    )
-    result = sensors.retail_landing_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    return result
+    assert "realized_roc_auc" not in immature
 
 
 def _ingest_succeeded(env: MonitoringEnv, tags: dict[str, str]) -> dg.RunStatusSensorContext:
@@ -131,92 +161,89 @@ def _ingest_succeeded(env: MonitoringEnv, tags: dict[str, str]) -> dg.RunStatusS
     @dg.op
     def ingest() -> None: ...
 
-    @dg.job(name="retail_ingest_job")
+    @dg.job(name=env.spec.key("ingest_job"))
     def stand_in() -> None:
         ingest()
 
     result = stand_in.execute_in_process(instance=env.instance, tags=tags)
     event = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
     return dg.build_run_status_sensor_context(
-        sensor_name="retail_month_after_ingest_sensor",
+        sensor_name=env.spec.key("month_after_ingest_sensor"),
         dagster_event=event,
         dagster_instance=env.instance,
         dagster_run=result.dagster_run,
     )
 
 
-def test_replayed_month_is_ingested_once_and_becomes_scoreable(
+def _after_ingest(env: MonitoringEnv, tags: dict[str, str]) -> list[dg.RunRequest]:
+    """The real after-ingest sensor's answer to a succeeded ingest run with these tags."""
+    sensor = env.defs.get_sensor_def(env.spec.key("month_after_ingest_sensor"))
+    result = sensor(_ingest_succeeded(env, tags))
+    assert isinstance(result, list)
+    requests = [r for r in result if isinstance(r, dg.RunRequest)]
+    assert len(requests) == len(result)
+    return requests
+
+
+def test_after_ingest_sensor_launches_the_new_month_and_the_matured_ones(
     monitoring_env: MonitoringEnv,
 ) -> None:
-    settings = monitoring_env.settings
-    replay.start(settings, date(2011, 1, 1))
-    first = _tick(monitoring_env, None)
-    assert [r.run_key for r in first.run_requests or []] == [
-        f"replay-session:{sensors.replay_session(settings)}"
-    ]
-
-    landed = replay.next_month(settings)
-    assert landed is not None and landed.name == "retail_events_2011-01.parquet"
-    second = _tick(monitoring_env, first.cursor)
-    (request,) = second.run_requests or []
-    assert request.tags[sensors.TAG_MONTH] == "2011-02-01"
-    assert request.run_key and request.run_key.endswith(request.tags[sensors.TAG_SHA256])
-    assert (settings.accepted_dir / landed.name).exists() and not landed.exists()
-
-    follow_up = sensors.retail_month_after_ingest_sensor(
-        _ingest_succeeded(monitoring_env, request.tags)
-    )
-    assert sorted((r.job_name, r.partition_key) for r in follow_up) == [
-        # T + 90 days within the 45 days before the as-of date 2011-01-31.
+    """A delivery of January 2011 (newest event 2011-01-31) makes 2011-02-01 observable and
+    matures every date T with T + 90 days in the 45 days before it."""
+    env = monitoring_env
+    delivery = "/landing/retail/pending/retail_events_2011-01.parquet"
+    tags = {TAG_MONTH: "2011-02-01", TAG_DATA_AS_OF: "2011-01-31T17:15:00", TAG_DELIVERY: delivery}
+    requests = _after_ingest(env, tags)
+    assert sorted((r.job_name, r.partition_key) for r in requests) == [
         ("retail_label_maturity_job", "2010-10-01"),
         ("retail_label_maturity_job", "2010-11-01"),
-        ("retail_monthly_monitoring_job", "2011-02-01"),
+        ("retail_monitoring_job", "2011-02-01"),
     ]
-    assert monitoring_env.month("2011-02-01").success
-    for table in ("features.retail_features_monthly", "monitoring.retail_scores"):
+    assert len({r.run_key for r in requests}) == 3
+    (month,) = [r for r in requests if r.job_name == "retail_monitoring_job"]
+    assert month.tags[TAG_DELIVERY] == delivery
+    # A run without a month tag (a full reload) launches nothing.
+    assert _after_ingest(env, {}) == []
+
+    run = env.run_job(str(month.job_name), partition_key=month.partition_key, tags=month.tags)
+    assert run.success
+    for table in ("retail_features.features_monthly", SCORES):
         counts = query(
-            monitoring_env,
-            f"SELECT count(*) AS n FROM {table} WHERE observation_date = '2011-02-01'",
+            env, f"SELECT count(*) AS n FROM {table} WHERE observation_date = '2011-02-01'"
         )
         assert counts["n"][0] == CUSTOMERS
-    assert (settings.reports_dir / "retail_drift" / "retail_drift_2011-02-01.html").exists()
-
-    shutil.copy(settings.accepted_dir / landed.name, landed)  # the same file arrives again
-    third = _tick(monitoring_env, second.cursor)
-    assert not third.run_requests
-    reason = (settings.quarantine_dir / f"{landed.name}.reason.txt").read_text()
-    assert reason.startswith("duplicate")
-    replay.reset(settings)
+    assert (Path(env.settings.reports_dir) / "retail" / "drift" / "drift_2011-02-01.html").exists()
+    assert materialization(run, "retail_realized_performance")["status"] == "mature"
 
 
 def _retraining_tick(env: MonitoringEnv, cursor: str | None) -> dg.SensorResult:
-    result = sensors.retail_retraining_sensor(
-        dg.build_sensor_context(
-            instance=env.instance,
-            cursor=cursor,
-            resources={"duckdb": DuckDBResource(path=str(env.settings.duckdb_path))},
-        )
-    )
+    sensor = env.defs.get_sensor_def(env.spec.key("retraining_sensor"))
+    result = sensor(env.sensor_context(cursor))
     assert isinstance(result, dg.SensorResult)
     return result
 
 
 def test_drift_alert_launches_exactly_one_retraining(monitoring_env: MonitoringEnv) -> None:
     quiet = _retraining_tick(monitoring_env, None)
-    assert not quiet.run_requests  # every month so far was unchanged data: no retraining
+    assert not quiet.run_requests  # alerts before the sensor's first tick are its baseline
+    assert not _retraining_tick(monitoring_env, quiet.cursor).run_requests
 
     shifted = monitoring_env.month("2011-12-01")  # the synthetic Nov–Dec peak
-    assert not check_passed(shifted, "drift_alert")
-    assert materialization(shifted, "retail_drift_report")["status"] == "alert"
+    assert not check_passed(shifted, DRIFT_CHECK)
+    drift = materialization(shifted, "retail_drift_report")
+    assert drift["status"] == "alert"
+    assert "revenue_90d" in str(drift["drifted_features"])
 
     alerted = _retraining_tick(monitoring_env, quiet.cursor)
     (request,) = alerted.run_requests or []
     assert request.run_key == "retrain:drift_alert:2011-12-01:v1"
+    assert request.tags[TAG_TRIGGER] == "drift_alert@2011-12-01"
     assert not _retraining_tick(monitoring_env, alerted.cursor).run_requests  # once per alert
 
     retrained = monitoring_env.train(tags=dict(request.tags))
     assert retrained.success
-    client = MlflowClient()
+    assert retrained.dagster_run.tags[TAG_TRIGGER] == "drift_alert@2011-12-01"
+    client = monitoring_env.mlflow()
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
     assert versions == [1, 2]
     gate = materialization(retrained, "retail_model_promotion")
@@ -224,74 +251,3 @@ def test_drift_alert_launches_exactly_one_retraining(monitoring_env: MonitoringE
     decision = client.get_model_version(MODEL, "2").tags["promotion.decision"]
     champion = str(client.get_model_version_by_alias(MODEL, CHAMPION).version)
     assert (decision, champion) in {("champion", "2"), ("challenger", "1")}
-
-
-def test_retraining_waits_for_enough_matured_history(tmp_path: Path) -> None:
-    """Early in a replay an alert must not launch a retraining run that cannot split the data."""
-    resource = DuckDBResource(path=str(tmp_path / "early.duckdb"))
-    assert sensors.retraining_blocker(resource) == f"{resource.path} does not exist yet"
-    with resource.connect() as con:
-        con.execute("CREATE SCHEMA features")
-    assert sensors.retraining_blocker(resource) == f"{sensors.TRAINING_SPINE} does not exist yet"
-    with resource.connect() as con:
-        con.execute(
-            f"CREATE TABLE {sensors.TRAINING_SPINE} AS SELECT DISTINCT "
-            "CAST(d AS DATE) AS observation_date FROM range(DATE '2010-03-01', "
-            "DATE '2010-12-01', INTERVAL 1 MONTH) AS t(d)"
-        )
-    reason = sensors.retraining_blocker(resource)
-    assert reason is not None and "not enough matured history" in reason
-    with resource.connect() as con:
-        con.execute(f"INSERT INTO {sensors.TRAINING_SPINE} VALUES (DATE '2010-12-01')")
-    assert sensors.retraining_blocker(resource) is None
-
-
-RUN_MONTH = """
-import sys
-import dagster as dg
-from churn_assets.defs.features.monthly import retail_features_monthly
-from churn_assets.defs.monitoring.drift import retail_drift_report
-from churn_assets.defs.monitoring.scoring import retail_scores
-from churn_assets.resources import build_resources
-with dg.DagsterInstance.get() as instance:
-    result = dg.materialize(
-        [retail_features_monthly, retail_scores, retail_drift_report],
-        partition_key=sys.argv[1], instance=instance, resources=build_resources(),
-        raise_on_error=False,
-    )
-sys.exit(0 if result.success else 1)
-"""
-
-
-def test_two_concurrent_processes_write_duckdb_without_lock_errors(
-    monitoring_env: MonitoringEnv, tmp_path: Path
-) -> None:
-    """Two processes launch a month each at once, on an instance with the project's
-    ``dagster.yaml``: the ``duckdb`` pool schedules their DuckDB steps and the resource's file
-    lock covers the pool's sqlite race, so neither hits DuckDB's single-writer lock."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    dg.DagsterInstance.from_config(str(home)).dispose()  # create the storage once, as `make` does
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", RUN_MONTH, month],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for month in ("2011-03-01", "2011-04-01")
-    ]
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output[-3000:]
-        assert "Could not set lock" not in output
-    counts = query(
-        monitoring_env,
-        "SELECT observation_date, count(*) AS n FROM monitoring.retail_scores "
-        "WHERE observation_date IN ('2011-03-01', '2011-04-01') GROUP BY 1",
-    )
-    assert sorted(counts["n"].to_list()) == [CUSTOMERS, CUSTOMERS]

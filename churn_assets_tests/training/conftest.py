@@ -1,4 +1,5 @@
-"""Isolated state for training tests: MLflow, Optuna and DuckDB all live under tmp_path."""
+"""Training tests: every test has its own project home (the root ``settings`` fixture), so
+MLflow, Optuna and DuckDB all live under its tmp_path; the training sets are shared."""
 
 from __future__ import annotations
 
@@ -9,44 +10,36 @@ from typing import Any
 import mlflow
 import pytest
 
+from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.training_set import TrainingSet
-from churn_assets.resources import AlertNotifier, DuckDBResource, MLflowResource
-from churn_assets.settings import get_settings
+from churn_assets.resources import MLflowResource
+from churn_assets.settings import ChurnSettings
 from churn_assets_tests.training.fixtures import (
+    mlflow_template,
+    seed_mlflow_store,
     synthetic_retail_training_set,
     telco_training_set,
 )
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point every piece of state at tmp_path; restore MLflow's global URI afterwards."""
-    monkeypatch.setenv("CHURN_HOME", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-    mlflow.set_tracking_uri(None)
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return mlflow_template(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
-def resources(state: Path) -> dict[str, Any]:
-    settings = get_settings()
-    return {
-        "mlflow": MLflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=str(settings.mlflow_artifact_root),
-        ),
-        "duckdb": DuckDBResource(path=str(settings.duckdb_path)),
-        "notifier": AlertNotifier(),
-    }
-
-
-@pytest.fixture
-def mlflow_resource(resources: dict[str, Any]) -> MLflowResource:
+def mlflow_resource(
+    settings: ChurnSettings, resources: dict[str, Any], mlflow_store_template: Path
+) -> Iterator[MLflowResource]:
+    """MLflow pointed at this test's home (an empty store copied from the template); the
+    process-wide URIs are emptied afterwards, so a later test that forgot to configure MLflow
+    fails instead of writing into this deleted tmp folder."""
+    seed_mlflow_store(settings, mlflow_store_template)
     resource: MLflowResource = resources["mlflow"]
-    resource.setup()
-    return resource
+    resource.configure()
+    yield resource
+    mlflow.set_tracking_uri("")
+    mlflow.set_registry_uri("")
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +50,13 @@ def telco_small(tmp_path_factory: pytest.TempPathFactory) -> TrainingSet:
 @pytest.fixture(scope="session")
 def retail_small(tmp_path_factory: pytest.TempPathFactory) -> TrainingSet:
     return synthetic_retail_training_set(tmp_path_factory.mktemp("ts"))
+
+
+@pytest.fixture(scope="session")
+def telco_spec(specs: dict[str, DatasetSpec]) -> DatasetSpec:
+    return specs["telco"]
+
+
+@pytest.fixture(scope="session")
+def retail_spec(specs: dict[str, DatasetSpec]) -> DatasetSpec:
+    return specs["retail"]

@@ -8,19 +8,22 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pytest
-from churn_assets.defs.training.assets import ProtocolConfig, build_training_assets, protocol_params
 from mlflow import MlflowClient
 
+from churn_assets.defs.training.promotion import build_promotion
 from churn_assets.lib import modeling
 from churn_assets.lib import registry_models as registry
-from churn_assets.lib.promotion import decide_promotion
+from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.modeling.protocol import Candidate, Protocol, RegisteredModel
+from churn_assets.lib.promotion import PromotionDecision, decide_promotion
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.resources import MLflowResource
 
 FEATURES = ["a", "b"]
+PROTOCOL = Protocol(kind="random", seed=42)
 
 
-def _decide(**overrides: Any) -> Any:
+def _decide(**overrides: Any) -> PromotionDecision:
     kwargs: dict[str, Any] = {
         "challenger_predictions": np.array([0.1, 0.9]),
         "challenger_auc": 0.85,
@@ -66,7 +69,8 @@ def _register(
     model: modeling.ChurnClassifier,
     split: modeling.DataSplit,
     mlflow_resource: MLflowResource,
-) -> dict[str, Any]:
+) -> RegisteredModel:
+    """Log and register a model as the selection asset does, and return what it hands over."""
     logged = registry.log_model_run(
         experiment_id=mlflow_resource.experiment_id("churn-telco"),
         run_name="gate-test",
@@ -77,33 +81,43 @@ def _register(
         metrics={},
         figures={},
         tags={"role": "candidate"},
-        register_as="churn-telco",
     )
-    return {
-        "run_id": logged.run_id,
-        "version": logged.version,
-        "protocol": protocol_params(ProtocolConfig(seed=42)),
-    }
+    candidate = Candidate(
+        name="xgboost",
+        run_id=logged.run_id,
+        model_uri=logged.model_uri,
+        training_set_version=ts.version,
+        protocol=PROTOCOL,
+        metrics={"roc_auc": 0.5},
+        validation_auc=0.5,
+    )
+    version = registry.register(ts.dataset, candidate, {})
+    return RegisteredModel(ts.dataset, candidate.name, version, candidate, [])
 
 
-def _gate(ts: TrainingSet, candidate: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
-    @dg.asset(name="telco_training_set")
+def _gate(
+    spec: DatasetSpec, ts: TrainingSet, registered: RegisteredModel, resources: dict[str, Any]
+) -> dict[str, Any]:
+    """The real promotion asset, its two inputs stood in by the given values."""
+
+    @dg.asset(name=spec.key("training_set"))
     def training_set() -> TrainingSet:
         return ts
 
-    @dg.asset(name="telco_xgboost_model")
-    def xgboost_model() -> dict[str, Any]:
-        return candidate
+    @dg.asset(name=spec.key("model_selection"))
+    def model_selection() -> RegisteredModel:
+        return registered
 
-    promotion = next(
-        a for a in build_training_assets("telco") if a.key.path[-1] == "telco_model_promotion"
-    )
     result = dg.materialize(
-        [training_set, xgboost_model, promotion],
+        [training_set, model_selection, build_promotion(spec)],
         resources=resources,
-        run_config={"ops": {"telco_model_promotion": {"config": {"max_calibration_error": 0.2}}}},
+        run_config={
+            "ops": {spec.key("model_promotion"): {"config": {"max_calibration_error": 0.2}}}
+        },
     )
-    return result.output_for_node("telco_model_promotion")
+    assert result.success
+    output: dict[str, Any] = result.output_for_node(spec.key("model_promotion"))
+    return output
 
 
 def _fit(
@@ -123,36 +137,35 @@ def _fit(
 
 
 def test_gate_promotes_better_and_refuses_worse(
+    telco_spec: DatasetSpec,
     telco_small: TrainingSet,
     resources: dict[str, Any],
     mlflow_resource: MLflowResource,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    split = modeling.split_random(telco_small, telco_small.frame(), seed=42)
+    split = PROTOCOL.split(telco_small, telco_small.frame())
     weak = {"max_depth": 1, "n_estimators": 2, "learning_rate": 0.3}
     strong = {"max_depth": 2, "n_estimators": 200, "learning_rate": 0.05}
     client = MlflowClient()
 
+    def gate(model: modeling.ChurnClassifier) -> dict[str, Any]:
+        registered = _register(telco_small, model, split, mlflow_resource)
+        return _gate(telco_spec, telco_small, registered, resources)
+
     with caplog.at_level(logging.WARNING, logger="churn_assets.resources"):
-        first = _gate(
-            telco_small,
-            _register(telco_small, _fit(telco_small, split, weak), split, mlflow_resource),
-            resources,
-        )
+        first = gate(_fit(telco_small, split, weak))
     assert first["promoted"] and first["champion_version"] == "1"
     assert "promotion_decision" in caplog.text
 
-    noise = _fit(telco_small, split, strong, shuffle_labels=True)
-    worse = _gate(telco_small, _register(telco_small, noise, split, mlflow_resource), resources)
+    worse = gate(_fit(telco_small, split, strong, shuffle_labels=True))
     assert not worse["promoted"] and worse["champion_version"] == "1"
+    assert worse["champion_auc"] is not None and worse["challenger_auc"] < worse["champion_auc"]
     assert str(client.get_model_version_by_alias("churn-telco", "challenger").version) == "2"
     assert client.get_model_version("churn-telco", "2").tags["promotion.decision"] == "challenger"
+    assert str(client.get_model_version_by_alias("churn-telco", "champion").version) == "1"
 
-    better = _gate(
-        telco_small,
-        _register(telco_small, _fit(telco_small, split, strong), split, mlflow_resource),
-        resources,
-    )
+    better = gate(_fit(telco_small, split, strong))
     assert better["promoted"], better["reasons"]
     assert str(client.get_model_version_by_alias("churn-telco", "champion").version) == "3"
-    assert registry.load_champion("telco").version == "3"
+    champion = registry.load_champion("telco")
+    assert champion is not None and champion.version == "3"

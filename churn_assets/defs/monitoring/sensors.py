@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
-from duckdb import CatalogException
+from duckdb import CatalogException, IOException
 
 from churn_assets.defs.monitoring.alerts import notify_on_error
 from churn_assets.defs.monitoring.drift import DRIFT_CHECK
@@ -149,7 +149,7 @@ def retraining_blocker(spec: DatasetSpec, duckdb: DuckDBResource) -> str | None:
             ).fetchall()
     except CatalogException:
         return f"{spine} does not exist yet"
-    except OSError as error:
+    except (OSError, IOException) as error:  # duckdb's IOException is not an OSError
         return f"{duckdb.path} cannot be read yet ({error})"
     return modeling.out_of_time_blocker([r[0] for r in rows], spec.ev.label_horizon_days)
 
