@@ -31,37 +31,6 @@ from churn_assets_tests.monitoring.fixtures import (
 )
 from churn_assets_tests.training.fixtures import mlflow_template, seed_mlflow_store
 
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give this folder's grouped tests their ``@group`` node-id suffix again.
-
-    ``--dist loadgroup`` groups tests by a suffix pytest-xdist 3.8 writes into
-    ``item._nodeid``; pytest 9.2 keeps node ids in ``item._id`` (a structured ``NodeId``), so
-    the write is lost and the group's tests are spread over both workers, each building its own
-    module environment (pytest-dev/pytest-xdist#1386, fix pending in #1388). Until the locked
-    versions agree, write the suffix where pytest 9.2 reads it; a no-op where xdist's own write
-    worked (the suffix is there) or off loadgroup.
-    """
-    if not config.getoption("loadgroup", default=False):
-        return
-    try:
-        from _pytest.nodeid import NodeId
-    except ImportError:  # pytest < 9.2: xdist's own suffix works
-        return
-    for item in items:
-        if HERE not in item.path.parents or "@" in item.nodeid or not hasattr(item, "_id"):
-            continue
-        names = sorted(
-            {
-                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                for m in item.iter_markers("xdist_group")
-            }
-        )
-        if names:
-            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
 FAST_TRAINING_WISHES: dict[str, dict[str, Any]] = {

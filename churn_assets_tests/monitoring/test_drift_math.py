@@ -13,7 +13,7 @@ from scipy import stats
 from churn_assets.defs.monitoring.sensors import newly_mature
 from churn_assets.lib import drift
 from churn_assets.lib.datasets import DatasetSpec
-from churn_assets.lib.drift_report import render_html
+from churn_assets.lib.drift_report import plots, render_html
 from churn_assets.lib.features_registry import feature_set
 
 
@@ -117,7 +117,7 @@ def test_summary_thresholds_share_and_report() -> None:
     assert summary.share_drifted == pytest.approx(1 / 3)
     assert summary.status == "alert"
     assert summary.to_dict()["thresholds"]["psi_alert"] == 0.2
-    html = render_html(summary, "retail")
+    html = render_html(summary, "retail", plots(summary))
     assert html.count("data:image/png;base64,") == 4  # score + three features
     assert "ALERT" in html
     relaxed = drift.summarize(
@@ -140,7 +140,7 @@ def test_measured_only_features_are_reported_but_never_raise_the_status() -> Non
     assert not tenure.alerting and not tenure.drifted
     assert (measured.status, measured.drifted_features, measured.share_drifted) == ("ok", [], 0.0)
     assert measured.to_dict()["features"][0]["alerting"] is False
-    assert "grows with history, not alerted" in render_html(measured, "retail")
+    assert "grows with history, not alerted" in render_html(measured, "retail", {})
 
 
 def test_history_features_are_the_cumulative_ones(specs: dict[str, DatasetSpec]) -> None:
