@@ -31,8 +31,6 @@ from churn_assets_tests.monitoring.fixtures import (
 )
 from churn_assets_tests.training.fixtures import mlflow_template, seed_mlflow_store
 
-
-
 FAST_TRAINING_WISHES: dict[str, dict[str, Any]] = {
     "retail_baseline_model": {"n_bootstrap": 20, "validation_folds": 2},
     "retail_xgboost_model": {
