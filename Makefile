@@ -12,7 +12,7 @@ MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/.state/mlflow/mlflow.db
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: install system-deps state run test test-fast ui mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean
+.PHONY: install system-deps state redis redis-stop serve bench-serve run test test-fast ui mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean
 
 install: $(VENV)/.installed
 
@@ -36,9 +36,42 @@ system-deps:
 state: install
 	@$(BIN)/python -m churn_assets.cli prepare
 
+# The online store: a project-local Redis on its own port, data under .state/redis, started when
+# needed (skipped when CHURN_REDIS_URL points elsewhere).
+REDIS_PORT ?= 6390
+redis:
+	@if [ -n "$$CHURN_REDIS_URL" ]; then exit 0; fi; \
+	if ! command -v redis-server >/dev/null; then \
+		echo "redis-server is missing: sudo apt-get install redis-server (Debian), or set CHURN_REDIS_URL to a running Redis"; exit 1; \
+	fi; \
+	if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+		mkdir -p .state/redis; \
+		redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --dir $(CURDIR)/.state/redis \
+			--daemonize yes --pidfile $(CURDIR)/.state/redis/redis.pid --logfile $(CURDIR)/.state/redis/redis.log \
+			&& echo "started Redis on 127.0.0.1:$(REDIS_PORT) (data in .state/redis; make redis-stop stops it)"; \
+	fi
+
+redis-stop:
+	@redis-cli -p $(REDIS_PORT) shutdown 2>/dev/null && echo "stopped Redis on 127.0.0.1:$(REDIS_PORT)" || true
+
 # `make run DATASET=retail` runs one declared dataset's graph only.
-run: install
+run: install redis
 	$(BIN)/python -m churn_assets.cli run $(if $(DATASET),--dataset $(DATASET))
+
+# The scoring API on 127.0.0.1:8000 (docs at /docs) over Redis and the MLflow champions. Its key
+# comes from CHURN_API_KEYS, else one generated once into .state/api_key (never in the repo).
+API_KEY_FILE := .state/api_key
+serve: install redis
+	@mkdir -p .state && test -s $(API_KEY_FILE) || $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(24))" > $(API_KEY_FILE)
+	@echo "API at http://127.0.0.1:8000 (docs: /docs); X-API-Key: $${CHURN_API_KEYS:-$$(cat $(API_KEY_FILE))}"
+	CHURN_API_KEYS="$${CHURN_API_KEYS:-$$(cat $(API_KEY_FILE))}" \
+	CHURN_SERVING_DATASETS="$${CHURN_SERVING_DATASETS:-$$($(BIN)/python -c 'from churn_assets.lib.datasets import load_declarations as d; print(",".join(d()))')}" \
+		$(BIN)/python -m churn_assets.serving
+
+# Latency and throughput of the API against `mlflow models serve` and batch scoring (after
+# `make run`; loopback only, bounded request counts).
+bench-serve: install redis
+	$(BIN)/python -m benchmarks.serve
 
 test: state system-deps
 	$(BIN)/pytest -n 2 --dist loadgroup
@@ -79,5 +112,5 @@ replay-next: install
 replay-status: install
 	$(BIN)/python -m churn_assets.replay status
 
-clean:
+clean: redis-stop
 	rm -rf .state data/*.duckdb data/*.duckdb.wal data/*.duckdb.lock data/processed data/reports data/landing dbt/target

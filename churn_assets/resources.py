@@ -8,10 +8,13 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
+
+if TYPE_CHECKING:
+    import redis
 
 from churn_assets.lib.file_lock import file_lock
 from churn_assets.settings import ChurnSettings
@@ -107,6 +110,23 @@ class AlertNotifier(dg.ConfigurableResource):
             return False
 
 
+class RedisResource(dg.ConfigurableResource):
+    """The online store's Redis (``CHURN_REDIS_URL``; ``make run`` starts a project-local one)."""
+
+    url: str
+    timeout_seconds: float = 5.0
+
+    def client(self) -> redis.Redis:
+        """A binary client (the online store packs rows as bytes)."""
+        import redis
+
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout_seconds,
+            socket_connect_timeout=self.timeout_seconds,
+        )
+
+
 def build_resources(settings: ChurnSettings) -> dict[str, Any]:
     """Every resource the graph needs, from one settings object."""
     return {
@@ -117,4 +137,5 @@ def build_resources(settings: ChurnSettings) -> dict[str, Any]:
             artifact_root=settings.mlflow_artifact_root,
         ),
         "notifier": AlertNotifier(webhook_url=settings.alert_webhook_url),
+        "redis": RedisResource(url=settings.redis_url),
     }

@@ -11,6 +11,7 @@ import pytest
 from churn_assets.lib.datasets import DatasetSpec, load_declarations
 from churn_assets.resources import build_resources
 from churn_assets.settings import ChurnSettings, settings_from_env
+from churn_assets_tests.redis_server import redis_server  # noqa: F401 (a fixture for every test)
 
 
 def settings_for(home: Path, **overrides: Any) -> ChurnSettings:

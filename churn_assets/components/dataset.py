@@ -13,7 +13,7 @@ import os
 import dagster as dg
 from pydantic import BaseModel
 
-from churn_assets.defs import features, monitoring, sources, training
+from churn_assets.defs import features, monitoring, serving, sources, training
 from churn_assets.defs.features.dbt_models import build_dbt_assets
 from churn_assets.defs.monitoring.jobs import build_jobs, build_schedule
 from churn_assets.defs.monitoring.sensors import build_after_ingest_sensor, build_retraining_sensor
@@ -39,6 +39,7 @@ def build_dataset_defs(spec: DatasetSpec) -> dg.Definitions:
             *features.build(spec),
             *training.build(spec),
             *monitoring.build(spec),
+            *serving.build(spec),
         ],
         jobs=jobs.all(),
         sensors=sensors,

@@ -16,12 +16,17 @@ import duckdb
 import pytest
 
 from churn_assets.definitions import build_definitions
+from churn_assets.serving import ServingConfig
 from churn_assets.settings import ChurnSettings
 from churn_assets_tests.conftest import settings_for
+from churn_assets_tests.redis_server import RedisServer
+from churn_assets_tests.serving.fixtures import API_KEY, live_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
-MONTH = "2011-06-01"
+MONTH = "2011-12-01"
+"""The newest observation date: the online store holds exactly its features, so the API and
+the batch scores can be compared customer by customer."""
 FAST_TRAINING = {"n_trials": 2, "max_rounds": 60}
 
 
@@ -44,8 +49,8 @@ def _failed_error_checks(instance: dg.DagsterInstance, graph: Any) -> tuple[int,
     return len(evaluations), failed
 
 
-def test_real_graph_end_to_end(tmp_path: Path) -> None:
-    settings: ChurnSettings = settings_for(tmp_path)
+def test_real_graph_end_to_end(tmp_path: Path, redis_server: RedisServer) -> None:
+    settings: ChurnSettings = settings_for(tmp_path, redis_url=redis_server.url)
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
@@ -99,3 +104,40 @@ def test_real_graph_end_to_end(tmp_path: Path) -> None:
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     snapshots = list(Path(settings.processed_dir).glob("*/*/provenance.json"))
     assert {p.parent.parent.name for p in snapshots} == {"telco", "retail"}
+    _api_equals_batch_scores(settings)
+
+
+def _api_equals_batch_scores(settings: ChurnSettings) -> None:
+    """The API's probability for a customer equals the batch scores' for the same customer,
+    model version and observation date (within 1e-6), with the same top-3 reasons."""
+    config = ServingConfig.from_env(
+        {
+            "CHURN_SERVING_DATASETS": "retail,telco",
+            "CHURN_API_KEYS": API_KEY,
+            "CHURN_REDIS_URL": settings.redis_url,
+            "CHURN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "CHURN_DUCKDB_PATH": settings.duckdb_path,
+        }
+    )
+    with duckdb.connect(settings.duckdb_path, read_only=True) as con:
+        batch = {
+            dataset: con.execute(
+                "SELECT * FROM (SELECT customer_id, churn_probability, model_version, driver_1, "
+                f"driver_2, driver_3 FROM {dataset}_monitoring.scores WHERE observation_date = ?) "
+                "USING SAMPLE 300 ROWS (reservoir, 7)",
+                [day],
+            ).fetchall()
+            for dataset, day in (("retail", MONTH), ("telco", "2019-09-30"))
+        }
+    with live_server(config) as live, live.client() as client:
+        for dataset, rows in batch.items():
+            response = client.post(
+                f"/v1/{dataset}/score", json={"customer_ids": [r[0] for r in rows]}
+            )
+            assert response.status_code == 200, response.text
+            results = {r["customer_id"]: r for r in response.json()["results"]}
+            for customer, probability, version, *drivers in rows:
+                result = results[customer]
+                assert result["model_version"] == version
+                assert abs(result["probability"] - probability) <= 1e-6, (dataset, customer)
+                assert [reason["feature"] for reason in result["reasons"]] == drivers

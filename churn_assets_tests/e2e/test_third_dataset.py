@@ -22,12 +22,13 @@ from churn_assets.partitions import partitions_name
 from churn_assets_tests.conftest import settings_for
 from churn_assets_tests.docs_examples import example
 from churn_assets_tests.e2e.acme import write_acme
+from churn_assets_tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_acme")]
 FAST = {"n_trials": 3, "max_rounds": 80}
 
 
-def test_a_declared_dataset_runs_the_whole_graph(tmp_path: Path) -> None:
+def test_a_declared_dataset_runs_the_whole_graph(tmp_path: Path, redis_server: RedisServer) -> None:
     declaration = example("declaration: acme")
     export = write_acme(tmp_path / "acme_export")
     declaration["attributes"]["files"] = [str(export.parent / "*.csv")]
@@ -36,7 +37,7 @@ def test_a_declared_dataset_runs_the_whole_graph(tmp_path: Path) -> None:
     (folder / "defs.yaml").write_text(yaml.safe_dump(declaration))
     spec = load_declaration(folder / "defs.yaml")
 
-    settings = settings_for(tmp_path / "home")
+    settings = settings_for(tmp_path / "home", redis_url=redis_server.url)
     defs = build_definitions(settings, [spec])
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()

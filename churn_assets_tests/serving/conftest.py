@@ -21,7 +21,7 @@ from churn_assets.lib import modeling, online_store
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.resources import MLflowResource
 from churn_assets.serving import ServingConfig
-from churn_assets_tests.redis_server import RedisServer, redis_server  # noqa: F401
+from churn_assets_tests.redis_server import RedisServer
 from churn_assets_tests.serving.fixtures import (
     API_KEY,
     OTHER_KEY,
@@ -74,7 +74,7 @@ def _offline_store(path: Path, ts: TrainingSet) -> None:
 @pytest.fixture(scope="session")
 def serving_env(
     tmp_path_factory: pytest.TempPathFactory,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> Iterator[ServingEnv]:
     root = tmp_path_factory.mktemp("serving")
     resource = MLflowResource(
