@@ -23,7 +23,7 @@ BATCH = f"/v1/{DATASET}/score/batch"
 PROTECTED = [
     ("GET", "/v1/models", None),
     ("POST", "/v1/admin/reload", None),
-    ("POST", SCORE, {"customer_ids": ["1"]}),
+    ("POST", SCORE, {"customer_ids": ["12346"]}),
     ("POST", BATCH, {"observation_date": "2011-09-01"}),
 ]
 
@@ -89,7 +89,7 @@ def test_score_by_id_matches_the_model_and_shap(
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     assert [r["risk_decile"] for r in results] == _training_deciles(serving_env, expected).tolist()
 
-    shap_values = explain(serving_env.model, x).raw_values
+    shap_values = explain(serving_env.model, x).values
     features = np.array(serving_env.model.features)
     compared = 0
     for result, row in zip(results, shap_values, strict=True):
@@ -116,7 +116,7 @@ def test_reasons_report_the_raw_values(service: LiveServer, serving_env: Serving
 def test_inline_rows_score_like_stored_ones(service: LiveServer, serving_env: ServingEnv) -> None:
     stored = serving_env.store_frame.row(5, named=True)
     features = {k: v for k, v in stored.items() if k not in ("customer_id", "observation_date")}
-    what_if = {**features, "customer_id": "what-if", "recency_days": 400.0, "country": None}
+    what_if = {**features, "customer_id": "what-if", "recency_days": 400.0, "segment_country": None}
     with service.client() as client:
         response = client.post(
             SCORE,
@@ -134,30 +134,34 @@ def test_inline_rows_score_like_stored_ones(service: LiveServer, serving_env: Se
     ]
     assert copy["probability"] == by_id["probability"] and copy["as_of"] is None
     expected = serving_env.model.predict_proba(
-        _model_input(serving_env, pl.DataFrame([what_if], schema_overrides={"country": pl.String}))
+        _model_input(
+            serving_env, pl.DataFrame([what_if], schema_overrides={"segment_country": pl.String})
+        )
     )[0, 1]
     assert changed["probability"] == pytest.approx(expected, abs=1e-9)
     assert changed["probability"] != copy["probability"]
 
 
 def test_numbers_beyond_float32_are_scored_and_explained(service: LiveServer) -> None:
-    row = {"customer_id": "huge", "recency_days": 1e300, "frequency_90d": -1e300}
+    row = {"customer_id": "huge", "recency_days": 1e300, "orders_90d": -1e300}
     with service.client() as client:
-        response = client.post(SCORE, json={"rows": [{**row, "revenue_90d": 1.0, "country": "UK"}]})
+        response = client.post(
+            SCORE, json={"rows": [{**row, "revenue_90d": 1.0, "segment_country": "UK"}]}
+        )
     assert response.status_code == 200, response.text
     assert len(response.json()["results"][0]["reasons"]) == 3
 
 
 def test_unknown_dataset_and_customers_are_404(service: LiveServer) -> None:
     with service.client() as client:
-        unknown = client.post("/v1/nope/score", json={"customer_ids": ["1"]})
-        missing = client.post(SCORE, json={"customer_ids": ["1", "ghost-1", "ghost-2"]})
+        unknown = client.post("/v1/nope/score", json={"customer_ids": ["12346"]})
+        missing = client.post(SCORE, json={"customer_ids": ["12346", "ghost-1", "ghost-2"]})
         batch = client.post("/v1/nope/score/batch", json={"observation_date": "2011-09-01"})
     assert unknown.status_code == batch.status_code == 404
     assert "'nope'" in unknown.json()["detail"] and DATASET in unknown.json()["detail"]
     assert missing.status_code == 404
     assert "'ghost-1', 'ghost-2'" in missing.json()["detail"]
-    assert "'1'" not in missing.json()["detail"]
+    assert "'12346'" not in missing.json()["detail"]
 
 
 def _bad(client, body: object = None, content: bytes | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -172,7 +176,7 @@ def _bad(client, body: object = None, content: bytes | None = None) -> dict:  # 
 def test_bad_requests_are_422_naming_the_field(
     service: LiveServer, serving_env: ServingEnv
 ) -> None:
-    full_row = {"customer_id": "x", "recency_days": 1, "frequency_90d": 2, "revenue_90d": 3.0}
+    full_row = {"customer_id": "x", "recency_days": 1, "orders_90d": 2, "revenue_90d": 3.0}
     with service.client() as client:
         assert _bad(client, content=b'{"customer_ids": [')[0]["type"] == "json_invalid"
         assert _bad(client, {"customer_ids": [1]})[0]["loc"] == ["body", "customer_ids", 0]
@@ -180,10 +184,13 @@ def test_bad_requests_are_422_naming_the_field(
             "body",
             "customer_ids",
         ]
-        too_many = {"customer_ids": ["1"] * 600, "rows": [{**full_row, "country": "UK"}] * 600}
+        too_many = {
+            "customer_ids": ["12346"] * 600,
+            "rows": [{**full_row, "segment_country": "UK"}] * 600,
+        }
         assert "1 to 1000" in _bad(client, too_many)[0]["msg"]
         assert "got 0" in _bad(client, {})[0]["msg"]
-        assert _bad(client, {"customer_ids": ["1"], "extra": 1})[0]["loc"] == ["body", "extra"]
+        assert _bad(client, {"customer_ids": ["12346"], "extra": 1})[0]["loc"] == ["body", "extra"]
         assert _bad(client, {"customer_ids": [""]})[0]["loc"] == ["body", "customer_ids", 0]
         assert _bad(client, {"rows": [{"recency_days": 1}]})[0]["loc"] == [
             "body",
@@ -192,21 +199,21 @@ def test_bad_requests_are_422_naming_the_field(
             "customer_id",
         ]
         missing = _bad(client, {"rows": [full_row]})
-        assert [e["loc"] for e in missing] == [["body", "rows", 0, "country"]]
-        wrong_types = {**full_row, "recency_days": "12", "country": 3, "revenue_90d": 0.5}
+        assert [e["loc"] for e in missing] == [["body", "rows", 0, "segment_country"]]
+        wrong_types = {**full_row, "recency_days": "12", "segment_country": 3, "revenue_90d": 0.5}
         raw = json.dumps({"rows": [wrong_types]}).replace("0.5", "1e400")  # JSON, but not finite
         wrong = _bad(client, content=raw.encode())
         assert {tuple(e["loc"][-1:]) for e in wrong} == {
             ("recency_days",),
-            ("country",),
+            ("segment_country",),
             ("revenue_90d",),
         }
-        nested = _bad(client, {"rows": [{**full_row, "country": {"a": 1}}]})
-        assert nested[0]["loc"][:4] == ["body", "rows", 0, "country"]
+        nested = _bad(client, {"rows": [{**full_row, "segment_country": {"a": 1}}]})
+        assert nested[0]["loc"][:4] == ["body", "rows", 0, "segment_country"]
 
 
 def test_body_size_limit_is_413(service: LiveServer) -> None:
-    padding = {"customer_ids": ["1"], "rows": [], "pad": "x" * (2 << 20)}
+    padding = {"customer_ids": ["12346"], "rows": [], "pad": "x" * (2 << 20)}
 
     def chunks() -> Iterator[bytes]:
         data = json.dumps(padding).encode()
@@ -341,12 +348,12 @@ def test_batch_of_an_offline_month(service: LiveServer, serving_env: ServingEnv)
 
 
 def test_bad_batch_requests(service: LiveServer, serving_env: ServingEnv) -> None:
-    no_country = serving_env.store_frame.drop("country").write_csv().encode()
+    no_segment = serving_env.store_frame.drop("segment_country").write_csv().encode()
     with service.client() as client:
         no_rows = client.post(BATCH, json={"observation_date": "1999-01-01"})
         bad_date = client.post(BATCH, json={"observation_date": "September"})
         wrong_media = client.post(BATCH, content=b"x", headers={"Content-Type": "text/plain"})
-        missing_column = client.post(BATCH, files={"file": ("a.csv", no_country)})
+        missing_column = client.post(BATCH, files={"file": ("a.csv", no_segment)})
         garbage = client.post(BATCH, files={"file": ("a.parquet", b"PAR1 not really")})
         no_file = client.post(BATCH, files={"other": ("a.csv", b"x")})
         text_number = client.post(
@@ -354,7 +361,7 @@ def test_bad_batch_requests(service: LiveServer, serving_env: ServingEnv) -> Non
             files={
                 "file": (
                     "a.csv",
-                    b"customer_id,recency_days,frequency_90d,revenue_90d,country\n1,abc,1,1,UK\n",
+                    b"customer_id,recency_days,orders_90d,revenue_90d,segment_country\n12346,abc,1,1,UK\n",
                 )
             },
         )
@@ -363,7 +370,7 @@ def test_bad_batch_requests(service: LiveServer, serving_env: ServingEnv) -> Non
     assert bad_date.json()["detail"][0]["loc"] == ["body", "observation_date"]
     assert wrong_media.status_code == 415
     assert missing_column.status_code == 422
-    assert missing_column.json()["detail"][0]["loc"] == ["body", "country"]
+    assert missing_column.json()["detail"][0]["loc"] == ["body", "segment_country"]
     assert garbage.status_code == 422 and garbage.json()["detail"][0]["loc"] == ["body", "file"]
     assert no_file.status_code == 422 and no_file.json()["detail"][0]["loc"] == ["body", "file"]
     assert text_number.status_code == 422

@@ -139,7 +139,8 @@ def test_poller_loads_a_promoted_version(reloadable: ServingEnv) -> None:
 
         def serving_new_version() -> bool:
             return (
-                client.post(SCORE, json={"customer_ids": ["1"]}).json()["model_version"] == version
+                client.post(SCORE, json={"customer_ids": ["12346"]}).json()["model_version"]
+                == version
             )
 
         wait_for(serving_new_version, 30, f"the poller to load v{version}")
@@ -166,7 +167,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
         assert "FileNotFoundError" in result["error"] or "No such file" in result["error"]
         models = client.get("/v1/models").json()["models"][0]
         assert models["version"] == serving and "doomed" in models["last_reload_error"]
-        score = client.post(SCORE, json={"customer_ids": ["1"]})
+        score = client.post(SCORE, json={"customer_ids": ["12346"]})
         assert score.status_code == 200 and score.json()["model_version"] == serving
         assert client.get("/health/ready").status_code == 200
     registry.set_alias_and_tags(DATASET, serving, registry.CHAMPION, {})

@@ -30,9 +30,9 @@ def _edge_frame(env: ServingEnv) -> pl.DataFrame:
     edges = pl.DataFrame(
         {
             "recency_days": [None, 1e300, -5.0],
-            "frequency_90d": [None, 0.0, 1e6],
+            "orders_90d": [None, 0.0, 1e6],
             "revenue_90d": [None, -0.0, 3.5],
-            "country": [None, "Atlantis", "UK"],
+            "segment_country": [None, "Atlantis", "UK"],
         }
     )
     return pl.concat([ordinary.select(edges.columns), edges])
@@ -43,7 +43,7 @@ def test_fast_path_equals_predict_proba_and_treeexplainer(serving_env: ServingEn
     assert scorer.fast_path and scorer.explainer == "xgboost_pred_contribs"
     frame = _edge_frame(serving_env)
     numeric = list(serving_env.training_set.numeric_features)
-    x = feature_frame(frame, tuple(numeric), ("country",))
+    x = feature_frame(frame, tuple(numeric), ("segment_country",))
     scores = scorer.score(_rows(serving_env, frame), reasons=True)
     assert np.array_equal(scores.probability, serving_env.model.predict_proba(x)[:, 1])
     assert scores.contributions is not None
@@ -51,7 +51,7 @@ def test_fast_path_equals_predict_proba_and_treeexplainer(serving_env: ServingEn
     # does the largest float32, so that is what the reference explains.
     limit = float(np.finfo(np.float32).max)
     clipped = x.assign(**{c: x[c].clip(-limit, limit) for c in numeric})
-    reference = explain(serving_env.model, clipped).raw_values
+    reference = explain(serving_env.model, clipped).values
     np.testing.assert_allclose(scores.contributions, reference, atol=1e-6)
 
 
@@ -65,10 +65,10 @@ def test_batch_explanations_by_split_pattern_equal_the_booster(serving_env: Serv
     frame = ts.frame().sample(400, seed=7)
     shifted = frame.with_columns(
         pl.col("recency_days") * 1.37 + 0.5,
-        pl.when(pl.col("frequency_90d") > 3)
+        pl.when(pl.col("orders_90d") > 3)
         .then(None)
-        .otherwise(pl.col("frequency_90d"))
-        .alias("frequency_90d"),
+        .otherwise(pl.col("orders_90d"))
+        .alias("orders_90d"),
     )
     columns = list(ts.features)
     batch = pl.concat(
@@ -108,14 +108,16 @@ def test_a_fast_path_that_disagrees_is_not_used(
 
     monkeypatch.setattr(scoring._BoosterPath, "encode", shifted)
     scorer = Scorer(serving_env.model, serving_env.training_set.frame())
-    assert not scorer.fast_path and scorer.explainer is None
+    # the model's own pipeline and its own contributions take over
+    assert not scorer.fast_path and scorer.explainer == "model_contributions"
     frame = serving_env.training_set.frame().head(50)
-    x = feature_frame(frame, serving_env.training_set.numeric_features, ("country",))
+    x = feature_frame(frame, serving_env.training_set.numeric_features, ("segment_country",))
     assert np.array_equal(
         scorer.probabilities(_rows(serving_env, frame)), serving_env.model.predict_proba(x)[:, 1]
     )
-    with pytest.raises(ValueError, match="no explainer"):
-        scorer.score(_rows(serving_env, frame), reasons=True)
+    scored = scorer.score(_rows(serving_env, frame), reasons=True)
+    assert scored.contributions is not None
+    assert np.allclose(scored.contributions, serving_env.model.contributions(x), atol=1e-9)
 
 
 class _SelfExplaining(ChurnClassifier):
@@ -141,15 +143,15 @@ def test_other_models_use_their_own_methods(serving_env: ServingEnv) -> None:
 
 def test_feature_rows_read_frames_like_feature_frame(serving_env: ServingEnv) -> None:
     ts = serving_env.training_set
-    frame = _edge_frame(serving_env).with_columns(pl.col("frequency_90d").cast(pl.Int32))
+    frame = _edge_frame(serving_env).with_columns(pl.col("orders_90d").cast(pl.Int32))
     rows = _rows(serving_env, frame)
     x = feature_frame(frame, ts.numeric_features, ts.categorical_features)
     assert np.array_equal(rows.numeric, x[list(ts.numeric_features)].to_numpy(), equal_nan=True)
-    assert rows.categorical[:, 0].tolist() == x["country"].tolist()
+    assert rows.categorical[:, 0].tolist() == x["segment_country"].tolist()
     assert rows.value(3, 0) is None and rows.value(3, 3) is None
     assert rows.value(4, 3) == "Atlantis" and rows.value(4, 0) == 1e300
     texts = rows.texts(np.array([0, 3, 3, 0, 3, 1]))
-    assert texts[3] is None and texts[4] == "Atlantis" and texts[2] == frame["country"][2]
+    assert texts[3] is None and texts[4] == "Atlantis" and texts[2] == frame["segment_country"][2]
     assert MISSING_CATEGORY not in [t for t in texts if t]
     with pytest.raises(scoring.FeatureTypeError, match="'recency_days'"):
         FeatureRows.from_frame(
