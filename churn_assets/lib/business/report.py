@@ -138,6 +138,18 @@ def headline_figures(plan: CampaignPlan, experiment: ExperimentDesign) -> dict[s
     return out
 
 
+def backtest_headline(result: BacktestResult) -> dict[str, Any]:
+    """The report month's own backtest figures (when its labels have matured)."""
+    out: dict[str, Any] = {
+        "backtest_targeted": result.targeted,
+        "backtest_churners_reached": result.churners_reached,
+        "backtest_random_churners": result.random_churners_expected,
+        "backtest_churner_lift": result.churner_lift,
+        "backtest_revenue_lost_reached": result.revenue_lost_reached,
+    }
+    return out | {f"backtest_roi_{s}": result.roi[s] for s in SCENARIOS}
+
+
 # ---------------------------------------------------------------------------------------------
 # Plain-words model quality
 
@@ -282,6 +294,12 @@ class ReportInputs:
     value_check: ValueCheck | None = None
     feature_descriptions: Mapping[str, str] = field(default_factory=dict)
     feature_references: Mapping[str, float] = field(default_factory=dict)
+    backtest_unavailable: str = "No month has matured labels yet: nothing to backtest."
+    """Shown instead of the backtest when there is none (a snapshot dataset says why)."""
+    downloads: Mapping[str, str] = field(default_factory=dict)
+    """Files published next to the report: link text → href relative to the report."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Section of the report → the asset (and table) its figures come from."""
 
 
 @dataclass(frozen=True)
@@ -388,7 +406,31 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
             f"{fmt_money(net['high'], cur)}",
         )
     )
+    month = next(
+        (b for b in inputs.backtests if b.observation_date == inputs.observation_date), None
+    )
+    if month is not None:
+        head |= backtest_headline(month)
+        parts.append(
+            _card(
+                "Backtest of this month",
+                f"{fmt_int(month.churners_reached)} churners reached",
+                f"random targeting of the same {fmt_int(month.targeted)}: "
+                f"{fmt_int(month.random_churners_expected)}; ROI "
+                + " / ".join(fmt_pct(month.roi[sc], 0) for sc in SCENARIOS)
+                + " (low / mid / high)",
+            )
+        )
     parts.append("</div>")
+    if inputs.downloads:
+        parts.append(
+            "<p>Download: "
+            + " · ".join(
+                f"<a href='{_esc(href)}'>{_esc(text)}</a>"
+                for text, href in inputs.downloads.items()
+            )
+            + "</p>"
+        )
 
     # Cohort map
     parts.append("<h2>Cohort map</h2>")
@@ -592,7 +634,7 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
             )
         )
     else:
-        parts.append("<p>No month has matured labels yet: nothing to backtest.</p>")
+        parts.append(f"<p>{_esc(inputs.backtest_unavailable)}</p>")
     parts.append(f"<p class='note'>{_esc(NO_MEASURED_UPLIFT)}</p>")
 
     # KPI trend
@@ -678,6 +720,9 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
         for name, text in KPI_DEFINITIONS.items()
     )
     parts.append("</dl>")
+    if inputs.sources:
+        parts.append("<h2>Where the figures come from</h2>")
+        parts.append(_table(["section", "source"], inputs.sources.items()))
 
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
