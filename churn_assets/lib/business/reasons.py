@@ -152,7 +152,9 @@ def reason_sentence(
     if reference is None or not np.isfinite(reference):
         return f"{name} is {format_value(number)}, {shap:+.2f}"
     if np.isclose(number, reference):
-        return f"{name} is typical, {shap:+.2f}"
+        # The value is the common one (e.g. the month-to-month contract most customers have):
+        # say it, since "typical" alone hides what the risk comes from.
+        return f"{name} is {format_value(number)} (typical), {shap:+.2f}"
     return f"{name} is {'low' if number < reference else 'high'}, {shap:+.2f}"
 
 

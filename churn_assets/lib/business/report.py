@@ -146,6 +146,7 @@ def backtest_headline(result: BacktestResult) -> dict[str, Any]:
         "backtest_random_churners": result.random_churners_expected,
         "backtest_churner_lift": result.churner_lift,
         "backtest_revenue_lost_reached": result.revenue_lost_reached,
+        "backtest_random_revenue": result.random_revenue_expected,
     }
     return out | {f"backtest_roi_{s}": result.roi[s] for s in SCENARIOS}
 
@@ -416,7 +417,9 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
                 "Backtest of this month",
                 f"{fmt_int(month.churners_reached)} churners reached",
                 f"random targeting of the same {fmt_int(month.targeted)}: "
-                f"{fmt_int(month.random_churners_expected)}; ROI "
+                f"{fmt_int(month.random_churners_expected)}; revenue lost reached "
+                f"{fmt_money(month.revenue_lost_reached, cur)} (random "
+                f"{fmt_money(month.random_revenue_expected, cur)}); ROI "
                 + " / ".join(fmt_pct(month.roi[sc], 0) for sc in SCENARIOS)
                 + " (low / mid / high)",
             )
@@ -633,15 +636,16 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
                 ],
             )
         )
+        parts.append(f"<p class='note'>{_esc(NO_MEASURED_UPLIFT)}</p>")
     else:
         parts.append(f"<p>{_esc(inputs.backtest_unavailable)}</p>")
-    parts.append(f"<p class='note'>{_esc(NO_MEASURED_UPLIFT)}</p>")
 
     # KPI trend
     parts.append("<h2>KPI trend</h2>")
     trend = inputs.kpi_trend
     if trend is not None and trend.height:
-        parts.append(_img(kpi_trend_png(trend, cur), "kpi trend"))
+        if trend.height > 1:  # one month is a row of the table, not a trend
+            parts.append(_img(kpi_trend_png(trend, cur), "kpi trend"))
         parts.append(
             _table(
                 [
