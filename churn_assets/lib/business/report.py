@@ -204,6 +204,13 @@ def value_check_sentences(check: ValueCheck, currency: str) -> list[str]:
         else f"the {check.covered_days} days after it that the data covers (a partial window "
         f"of the {check.horizon_days}-day horizon: both sides cut to those days)"
     )
+    beaten = check.mae < check.naive_mae and check.spearman > check.naive_spearman
+    verdict = (
+        "It beats the naive guess on both counts."
+        if beaten
+        else "It does not beat the naive guess on both counts: read customer values as a rough "
+        "ranking, not a revenue forecast, and plan budgets on the low scenario."
+    )
     return [
         f"Customer value was checked out of time: fitted on purchases before "
         f"{check.observation_date}, predicted for {window}.",
@@ -213,7 +220,7 @@ def value_check_sentences(check: ValueCheck, currency: str) -> list[str]:
         f"({fmt_num(check.total_ratio)}x); rank correlation {fmt_num(check.spearman)}, mean "
         f"absolute error {fmt_money(check.mae, currency)} per customer (the naive 'same as last "
         f"year' guess: {fmt_money(check.naive_mae, currency)}, rank correlation "
-        f"{fmt_num(check.naive_spearman)}).",
+        f"{fmt_num(check.naive_spearman)}). {verdict}",
     ]
 
 
