@@ -50,6 +50,7 @@ CAMPAIGNS_TABLE = "campaigns"
 SRM_CHECK = "sample_ratio"
 BUDGET_CHECK = "within_budget"
 BUDGET_TOLERANCE = 1e-6
+HEADLINE_RANGES = ("net_value", "saved_revenue")
 
 
 class CampaignConfig(dg.Config):
@@ -197,20 +198,9 @@ def build_campaign(spec: DatasetSpec) -> dg.AssetsDefinition:
                             "treatment",
                             "control",
                             "planned_spend",
+                            *(f"expected_{m}_{sc}" for m in HEADLINE_RANGES for sc in SCENARIOS),
                         )
-                    },
-                    2,
-                ),
-                **rounded(
-                    {f"expected_net_value_{sc}": s[f"expected_net_value_{sc}"] for sc in SCENARIOS},
-                    2,
-                ),
-                **rounded(
-                    {
-                        f"expected_saved_revenue_{sc}": s[f"expected_saved_revenue_{sc}"]
-                        for sc in SCENARIOS
-                    },
-                    2,
+                    }
                 ),
                 "contacts_by_action": dg.MetadataValue.json(s["actions"]),
                 "targeted_customers": metadata.table(

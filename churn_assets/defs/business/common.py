@@ -120,11 +120,12 @@ def require_rows(
 
 
 def rounded(values: Mapping[str, Any], digits: int = 4) -> dict[str, Any]:
-    """Metadata figures as people read them (floats rounded, NaN as None)."""
+    """Metadata figures as people read them: money-sized figures (100 and up) to two decimals,
+    rates and small figures to ``digits``, NaN as None."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, float):
-            out[key] = None if value != value else round(value, digits)
+            out[key] = None if value != value else round(value, 2 if abs(value) >= 100 else digits)
         else:
             out[key] = value
     return out

@@ -41,9 +41,8 @@ def build_kpis(spec: DatasetSpec) -> dg.AssetsDefinition:
         {"duckdb", "python"},
         "Monthly churn rate, retention, revenue at risk, top-decile capture (realized labels, "
         "once mature) and the campaign's expected saved revenue and net value (low / mid / "
-        f"high), with the trend of every month up to T. Table {table_name(spec, KPIS_TABLE)}; "
-        "the definitions are on this asset (kpi_definitions).",
-        metadata={"kpi_definitions": dg.MetadataValue.md(definitions_markdown())},
+        f"high), with the trend of every month up to T. Table {table_name(spec, KPIS_TABLE)}."
+        "\n\n**Definitions** (the report shows the same text)\n\n" + definitions_markdown(),
     )
     def business_kpis(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource
@@ -72,7 +71,7 @@ def build_kpis(spec: DatasetSpec) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": trend.height,
-                **rounded({k: v for k, v in figures.items() if k != "observation_date"}, 4),
+                **rounded({k: v for k, v in figures.items() if k != "observation_date"}),
                 "observation_date": day.isoformat(),
                 "trend": metadata.table(trend, digits=4),
                 **plots,

@@ -246,9 +246,9 @@ def build_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             metadata={
                 "observation_date": day.isoformat(),
                 **links,
-                **rounded(report.headline, 2),
+                **rounded(report.headline),
                 "model": f"{model_name} v{model_version}",
-                **{f"model_{k}": v for k, v in rounded(quality, 4).items()},
+                **{f"model_{k}": v for k, v in rounded(quality).items()},
                 "pdf_printed": "pdf" in files,
                 "contact_list": metadata.table(
                     treated.sort("rank").select(
