@@ -177,6 +177,7 @@ def print_summary(
                     "test_roc_auc",
                     "decision",
                     "share_drifted",
+                    "report_url",
                 )
                 if name in metadata
             ),

@@ -61,7 +61,7 @@ class World:
         return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when other modules' tests interleave
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = settings_for(tmp_path_factory.mktemp("home"))
     seed_inputs(settings.duckdb_path, MONTH)
@@ -190,7 +190,7 @@ def test_customer_value_reports_its_out_of_time_error(world: World) -> None:
     meta = world.metadata("retail_customer_value")
     assert str(meta["out_of_time_check"]).startswith("full 365-day horizon")
     check = world.sql("SELECT * FROM retail_business.value_check").row(0, named=True)
-    assert meta["check_mae"] == pytest.approx(check["mae"], abs=1e-3)
+    assert meta["check_mae"] == pytest.approx(check["mae"], abs=0.005)
     assert check["n_customers"] == meta["dagster/row_count"]
     assert 0.5 < check["spearman"] < 1 and check["mae"] > 0
     html = Path(str(world.metadata("retail_executive_report")["report_path"])).read_text()
