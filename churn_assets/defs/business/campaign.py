@@ -69,13 +69,12 @@ class CampaignConfig(dg.Config):
     )
 
 
-def campaign_row(plan: CampaignPlan, day: date, version: str, threshold: float) -> pl.DataFrame:
+def campaign_row(plan: CampaignPlan, day: date, version: str) -> pl.DataFrame:
     """One row per campaign: its settings, totals and split check (what the report reads)."""
     summary = {k: v for k, v in plan.summary.items() if k != "actions"}
     row = {
         "observation_date": day,
         "playbook_version": version,
-        "srm_p_threshold": threshold,
         **summary,
         "actions": json.dumps(plan.summary["actions"]),
         **{f"srm_{k}": v for k, v in plan.srm.as_dict().items()},
@@ -95,7 +94,7 @@ def stored_plan(
         budget=campaign["budget"],
         control_share=campaign["control_share"],
         cost_basis=campaign["cost_basis"],
-        srm_threshold=campaign["srm_p_threshold"],
+        srm_threshold=campaign["srm_threshold"],
     )
     return plan, campaign
 
@@ -173,9 +172,7 @@ def build_campaign(spec: DatasetSpec) -> dg.AssetsDefinition:
             day,
             {
                 PLAN_TABLE: planned.customers,
-                CAMPAIGNS_TABLE: campaign_row(
-                    planned, day, playbook.version, defaults.srm_p_threshold
-                ),
+                CAMPAIGNS_TABLE: campaign_row(planned, day, playbook.version),
             },
         )
         plan, _ = stored_plan(duckdb, spec, day)

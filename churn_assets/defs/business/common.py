@@ -32,7 +32,7 @@ def has_playbook(spec: DatasetSpec) -> bool:
     return playbook_path(spec.name).exists()
 
 
-def playbook_version(spec: DatasetSpec) -> str:
+def playbook_code_version(spec: DatasetSpec) -> str:
     """Hash of the playbook file: the ``code_version`` of the assets that apply it, so editing
     the playbook marks them stale in the UI until they are re-materialized."""
     return hashlib.sha256(playbook_path(spec.name).read_bytes()).hexdigest()[:12]
@@ -70,7 +70,7 @@ def business_asset(
         owners=[OWNER_BUSINESS],
         pool="duckdb",
         tags={"layer": "business", "dataset": spec.name},
-        code_version=playbook_version(spec) if uses_playbook else None,
+        code_version=playbook_code_version(spec) if uses_playbook else None,
         check_specs=list(check_specs),
         metadata=metadata,
         description=description,
