@@ -11,8 +11,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/.state/mlflow/mlflow.db
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
+# Reports (quality, drift, executive reports, customer lists) are served from here, so the links
+# in the UI's metadata open in a browser: a static file server on loopback only.
+REPORTS_PORT ?= 8765
+REPORTS_DIR ?= $(or $(CHURN_REPORTS_DIR),$(CURDIR)/data/reports)
+export CHURN_REPORTS_URL ?= http://127.0.0.1:$(REPORTS_PORT)
+DUCKDB_FILE := $(or $(CHURN_DUCKDB_PATH),$(CURDIR)/data/churn.duckdb)
 
-.PHONY: install system-deps state redis redis-stop serve bench-serve run test test-fast ui mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean
+.PHONY: install system-deps state redis redis-stop serve bench-serve run test test-fast ui reports demo mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean
 
 install: $(VENV)/.installed
 
@@ -79,8 +85,29 @@ test: state system-deps
 test-fast: state
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e and not browser"
 
+# The UI and, in the background for as long as it runs, the reports server.
 ui: state
+	@mkdir -p $(REPORTS_DIR)
+	@$(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 --directory $(REPORTS_DIR) >/dev/null 2>&1 & \
+	server=$$!; trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	echo "reports: $(CHURN_REPORTS_URL) (serving $(REPORTS_DIR))"; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+# The reports server alone (when the UI runs elsewhere).
+reports:
+	@mkdir -p $(REPORTS_DIR)
+	$(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 --directory $(REPORTS_DIR)
+
+# The stakeholder demo of docs/demo.md: the whole graph on a fresh clone (business included),
+# else a fresh business group on top of the existing build; then the UI and the reports server.
+demo: install
+	@if [ -f "$(DUCKDB_FILE)" ]; then \
+		$(BIN)/python -m churn_assets.cli run --group business; \
+	else \
+		$(MAKE) --no-print-directory run; \
+	fi
+	@echo "Demo ready: follow docs/demo.md. UI http://127.0.0.1:$(PORT), reports $(CHURN_REPORTS_URL)"
+	@$(MAKE) --no-print-directory ui
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -h 127.0.0.1 -p $(MLFLOW_PORT)

@@ -50,7 +50,9 @@ def prepare() -> None:
         prepare_manifest(spec)
 
 
-def _graph(datasets: Sequence[str]) -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
+def _graph(
+    datasets: Sequence[str], groups: Sequence[str] = ()
+) -> tuple[dg.Definitions, list[dg.AssetKey], list[dg.AssetKey]]:
     from churn_assets.definitions import defs as load_defs
 
     defs = load_defs()
@@ -61,6 +63,7 @@ def _graph(datasets: Sequence[str]) -> tuple[dg.Definitions, list[dg.AssetKey], 
         for k in keys
         if graph.get(k).is_materializable
         and (not datasets or graph.get(k).tags.get("dataset") in datasets)
+        and (not groups or graph.get(k).group_name in groups)
     ]
     partitioned = [k for k in materializable if graph.get(k).partitions_def is not None]
     unpartitioned = [k for k in materializable if k not in partitioned]
@@ -109,8 +112,10 @@ def _execute(
     return result.success
 
 
-def run(datasets: Sequence[str] = ()) -> int:
-    """Unpartitioned graph first (raw → dbt → training sets → models), then every month."""
+def run(datasets: Sequence[str] = (), groups: Sequence[str] = ()) -> int:
+    """Unpartitioned graph first (raw → dbt → training sets → models), then every month.
+    ``groups`` limits the run to some asset groups (``make demo`` refreshes only ``business``
+    on top of an existing build)."""
     settings = settings_from_env()
     settings.ensure_dirs()
     log_file = Path(settings.state_dir) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -119,12 +124,12 @@ def run(datasets: Sequence[str] = ()) -> int:
     ensure_dagster_home()
     started = time.perf_counter()
     prepare()
-    defs, unpartitioned, partitioned = _graph(datasets)
+    defs, unpartitioned, partitioned = _graph(datasets, groups)
     say(
         f"dbt manifests parsed in {time.perf_counter() - started:.0f} s; materializing "
         f"{len(unpartitioned)} assets, then {len(partitioned)} per observation date"
     )
-    if not _execute(defs, log_file, "main_job", unpartitioned):
+    if unpartitioned and not _execute(defs, log_file, "main_job", unpartitioned):
         say("main job failed: see `make ui` → Runs for the failing step")
         return 1
     for keys in _by_partitions(defs, partitioned):
@@ -151,7 +156,8 @@ def _by_partitions(
 
 def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.AssetKey]) -> bool:
     """Assets whose backfill policy is a single run take every month in one run (as a UI
-    backfill would); the rest (scoring, drift, realized performance) run month by month."""
+    backfill would); the rest (scoring, drift, realized performance, business decisions) run
+    month by month, oldest first: a month's report reads the KPIs and backtests before it."""
     graph = defs.resolve_asset_graph()
     partitions_def = graph.get(partitioned[0]).partitions_def
     assert isinstance(partitions_def, dg.DynamicPartitionsDefinition)
@@ -199,6 +205,7 @@ def print_summary(
                     "test_roc_auc",
                     "decision",
                     "share_drifted",
+                    "report_url",
                 )
                 if name in metadata
             ),
@@ -240,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--dataset", action="append", default=[], help="only this dataset (repeatable)"
     )
+    parser.add_argument(
+        "--group", action="append", default=[], help="only this asset group (repeatable)"
+    )
     args = parser.parse_args(argv)
     if args.command == "prepare":
         ensure_dagster_home()
@@ -247,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dbt-vars":
         return print_dbt_vars(args.dataset)
-    return run(args.dataset)
+    return run(args.dataset, args.group)
 
 
 def print_dbt_vars(datasets: Sequence[str]) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from churn_assets.lib.metadata import png_md
+from churn_assets.settings import ChurnSettings
 
 _TABLE_TYPES = {"Int": "int", "UInt": "int", "Float": "float", "Boolean": "bool"}
 
@@ -49,3 +51,12 @@ def column_schema(frame: pl.DataFrame) -> dg.TableSchema:
 def plots(figures: Mapping[str, bytes]) -> dg.MarkdownMetadataValue:
     """PNG figures inlined in one markdown entry (shown in the asset's metadata panel)."""
     return dg.MetadataValue.md("\n\n".join(png_md(png, name) for name, png in figures.items()))
+
+
+def report_links(settings: ChurnSettings, name: str, path: Path) -> dict[str, dg.MetadataValue]:
+    """A file under the reports folder as a link the browser opens (``<name>_url``, served by
+    the reports server) and as its path on disk (``<name>_path``)."""
+    return {
+        f"{name}_url": dg.MetadataValue.url(settings.report_url(path)),
+        f"{name}_path": dg.MetadataValue.path(str(path)),
+    }

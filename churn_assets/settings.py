@@ -46,6 +46,9 @@ class ChurnSettings(dg.ConfigurableResource):
     as_of: str = ""
     alert_webhook_url: str = ""
     ui_base_url: str = "http://127.0.0.1:3000"
+    reports_url: str = "http://127.0.0.1:8765"
+    """Where the reports folder is served (``make ui`` / ``make demo`` start a static server
+    there), so report paths in the UI are links a browser opens."""
 
     def landing(self, dataset: str) -> LandingFolders:
         root = Path(self.landing_dir) / dataset
@@ -84,6 +87,11 @@ class ChurnSettings(dg.ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_base_url}/runs/{run_id}"
 
+    def report_url(self, path: Path) -> str:
+        """The link to a file under the reports folder, as the reports server serves it."""
+        relative = Path(path).resolve().relative_to(Path(self.reports_dir).resolve())
+        return f"{self.reports_url.rstrip('/')}/{relative.as_posix()}"
+
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> ChurnSettings:
     """Settings from ``CHURN_*`` variables, defaulting to the project-local embedded setup."""
@@ -113,4 +121,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ChurnSettings:
         as_of=env.get("CHURN_AS_OF", ""),
         alert_webhook_url=env.get("CHURN_ALERT_WEBHOOK_URL", ""),
         ui_base_url=env.get("CHURN_UI_BASE_URL", "http://127.0.0.1:3000"),
+        reports_url=env.get("CHURN_REPORTS_URL", "http://127.0.0.1:8765"),
     )

@@ -95,6 +95,7 @@ def test_every_dataset_gets_every_stage_and_contracts_block(defs: dg.Definitions
             "features",
             "training",
             "monitoring",
+            "business",
         }, dataset
     for raw in ("retail_raw_events", "telco_raw_customers"):
         specs = graph.get(dg.AssetKey(raw)).assets_def.check_specs
@@ -113,7 +114,7 @@ def test_every_asset_is_documented_owned_and_writers_share_the_duckdb_pool(
         assert node.description, f"{name} has no description"
         assert node.owners, f"{name} has no owner"
         assert node.kinds, f"{name} has no kinds"
-        if node.group_name in ("sources", "features", "monitoring"):
+        if node.group_name in ("sources", "features", "monitoring", "business"):
             assert node.pools == {"duckdb"}, name
 
 

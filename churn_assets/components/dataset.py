@@ -3,7 +3,8 @@
 Each ``churn_assets/defs/datasets/<name>/defs.yaml`` instantiates :class:`ChurnDataset` with a
 :class:`~churn_assets.lib.datasets.DatasetSpec` as its attributes; the component builds every
 stage for it (raw table, quality report, dbt features, training set, candidates, selection,
-promotion, SHAP, scores, drift, realized performance, jobs, sensors and the schedule), keyed
+promotion, SHAP, scores, drift, realized performance, the business decisions, jobs, sensors and
+the schedule), keyed
 ``<name>_*``. Adding a dataset adds a folder, not code. ``CHURN_DATASETS`` (comma-separated
 names) loads only some of the declared datasets.
 """
@@ -13,7 +14,7 @@ import os
 import dagster as dg
 from pydantic import BaseModel
 
-from churn_assets.defs import features, monitoring, serving, sources, training
+from churn_assets.defs import business, features, monitoring, serving, sources, training
 from churn_assets.defs.features.dbt_models import build_dbt_assets
 from churn_assets.defs.monitoring.jobs import build_jobs, build_schedule
 from churn_assets.defs.monitoring.sensors import build_after_ingest_sensor, build_retraining_sensor
@@ -40,8 +41,9 @@ def build_dataset_defs(spec: DatasetSpec) -> dg.Definitions:
             *training.build(spec),
             *monitoring.build(spec),
             *serving.build(spec),
+            *business.build(spec),
         ],
-        jobs=jobs.all(),
+        jobs=[*jobs.all(), *business.build_jobs(spec)],
         sensors=sensors,
         schedules=[build_schedule(spec, jobs)],
     )

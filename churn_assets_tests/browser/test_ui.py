@@ -1,8 +1,12 @@
-"""The Dagster UI, rendered in headless Chromium: lineage, asset docs/owners, automations.
+"""The Dagster UI, rendered in headless Chromium: lineage, asset docs/owners, automations, and
+the stakeholder demo path of docs/demo.md down to the executive report.
 
 Starts ``dagster-webserver`` on the real code location with a throwaway DAGSTER_HOME and
 project home, and saves a screenshot per page under ``test-artifacts/`` (kept by CI). GraphQL
 cross-checks the full dependency path; the assertions on what a person sees use the page.
+Before the server starts, the business group is materialized for one real retail month (the
+bundled data with stand-in scores, see ``churn_assets_tests.business.real_data``) into that
+DAGSTER_HOME, and the reports folder is served as ``make ui`` serves it.
 """
 
 from __future__ import annotations
@@ -17,14 +21,20 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from churn_assets.settings import REPO_ROOT
+from churn_assets_tests.business.real_data import materialize_business, seed_inputs
+from churn_assets_tests.conftest import settings_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -44,6 +54,7 @@ ASSETS_QUERY = """{ assetNodes { assetKey { path } dependencyKeys { path } group
 LOCATION_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 SENSORS = ("retail_landing_sensor", "retail_month_after_ingest_sensor", "retail_retraining_sensor")
+DEMO_MONTH = date(2010, 12, 1)
 LINEAGE_PATH = (
     "retail_raw_events",
     "retail_features_monthly",
@@ -91,43 +102,73 @@ def _wait_until_loaded(base: str, server: subprocess.Popen[bytes], log: Path) ->
     pytest.fail(f"code location not loaded after {LOAD_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("ui")
-    dagster_home = root / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "CHURN_HOME": str(root / "home")}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'home' / '.state' / 'mlflow' / 'mlflow.db'}"
-    log = root / "webserver.log"
+@contextmanager
+def _serving(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server for the block, then stop it and whatever it spawned (its own session)."""
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("dagster-webserver")),
-                "-m",
-                "churn_assets.definitions",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
+            command,
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_loaded(base, server, log)
-        yield base
+        yield server
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and the code server it spawned
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project home and DAGSTER_HOME where the demo's business group has been materialized
+    for one real month (what ``make demo`` prepares, on a smaller scale)."""
+    root = tmp_path_factory.mktemp("ui")
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    port = _free_port()
+    settings = settings_for(root / "home", reports_url=f"http://127.0.0.1:{port}")
+    (root / "reports_port").write_text(str(port))
+    seed_inputs(settings.duckdb_path, DEMO_MONTH)
+    no_pdf = {"ops": {"retail_executive_report": {"config": {"pdf": False}}}}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        result = materialize_business(settings, instance, "retail", DEMO_MONTH, no_pdf)
+        assert result.success
+    return root
+
+
+@pytest.fixture(scope="module")
+def reports(ui_root: Path) -> Iterator[str]:
+    """The reports folder over HTTP on loopback, as ``make ui`` serves it."""
+    port = (ui_root / "reports_port").read_text()
+    folder = ui_root / "home" / "data" / "reports"
+    command = [sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1"]
+    with _serving([*command, "--directory", str(folder)], ui_root / "reports.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def webserver(ui_root: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(ui_root / "dagster_home")}
+    env["CHURN_HOME"] = str(ui_root / "home")
+    env["CHURN_REPORTS_URL"] = f"http://127.0.0.1:{(ui_root / 'reports_port').read_text()}"
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{ui_root / 'home' / '.state' / 'mlflow' / 'mlflow.db'}"
+    log = ui_root / "webserver.log"
+    webserver = str(Path(sys.executable).with_name("dagster-webserver"))
+    command = [webserver, "-m", "churn_assets.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    with _serving(command, log, env) as server:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_loaded(base, server, log)
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +263,62 @@ def test_automation_page_lists_sensors_and_schedule(webserver: str, page: Any) -
     for name in (*SENSORS, "retail_monthly_scoring_schedule"):
         page.get_by_text(name, exact=True).first.wait_for()
     _shot(page, "automation")
+
+
+BUSINESS_PATH = (
+    "retail_scores",
+    "retail_customer_value",
+    "retail_cohorts",
+    "retail_retention_actions",
+    "retail_campaign_plan",
+    "retail_executive_report",
+)
+
+
+def test_demo_path_from_the_business_lineage_to_the_executive_report(
+    webserver: str, reports: str, page: Any
+) -> None:
+    """docs/demo.md, steps 1-5: the business lineage, the campaign's checks, the KPI
+    definitions, the report asset's links, and the report itself opened from its link."""
+    _open(
+        page,
+        f"{webserver}/assets/retail_executive_report?view=lineage&lineageScope=upstream"
+        "&lineageDepth=6",
+        "retail_executive_report",
+    )
+    page.locator('[class*="AssetNode_assetName"]').first.wait_for()
+    page.wait_for_timeout(1_500)
+    _shot(page, "demo_1_business_lineage")
+    labels = page.locator('[class*="AssetNode_assetName"]').all_inner_texts()
+    for name in BUSINESS_PATH:
+        assert any(_label_matches(label.strip(), name) for label in labels), (name, labels)
+
+    _open(page, f"{webserver}/assets/retail_campaign_plan?view=checks", "retail_campaign_plan")
+    page.get_by_text("sample_ratio", exact=True).first.wait_for()
+    page.get_by_text("within_budget", exact=True).first.wait_for()
+    _shot(page, "demo_2_campaign_checks")
+    assert "Failed" not in page.inner_text("body")
+
+    _open(page, f"{webserver}/assets/retail_business_kpis", "retail_business_kpis")
+    page.get_by_text("top decile capture", exact=True).first.wait_for()
+    _shot(page, "demo_3_kpi_definitions")
+
+    _open(
+        page, f"{webserver}/assets/retail_executive_report?view=events", "retail_executive_report"
+    )
+    link = page.locator(f'a[href^="{reports}"][href$="/executive_report.html"]').first
+    link.wait_for()
+    _shot(page, "demo_4_report_asset")
+    href = str(link.get_attribute("href"))
+
+    page.goto(href)
+    page.get_by_text("Customer retention report: retail", exact=True).wait_for()
+    _shot(page, "demo_5_executive_report")
+    text = page.inner_text("body")
+    for section in ("Headline numbers", "Cohort map", "Campaign plan", "Backtest of this month"):
+        assert section in text, section
+    assert "contacted" in text and "GBP" in text
+    csv = page.get_by_role("link", name="CSV", exact=False).get_attribute("href")
+    with urllib.request.urlopen(urllib.parse.urljoin(href, str(csv)), timeout=30) as response:
+        header = response.readline().decode()
+    assert "main_reason" in header and "recommended_action" in header

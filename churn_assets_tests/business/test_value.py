@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -23,7 +22,7 @@ from churn_assets.lib.business.value import (
     snapshot_value_method,
 )
 from churn_assets.lib.business.value_check import value_out_of_time_check
-from churn_assets_tests.business.real_data import BASELINE_DB, retail_events
+from churn_assets_tests.business.real_data import raw_table, retail_purchases
 
 T = date(2011, 3, 1)
 
@@ -159,40 +158,42 @@ def test_out_of_time_check_labels_a_partial_window():
         value_out_of_time_check(events, date(2013, 1, 1))
 
 
+@pytest.mark.xdist_group("retail_real")
 def test_out_of_time_check_on_real_retail_history():
-    """Fit on purchases before 2010-12-01 (the baseline's real Online Retail II lines), predict
-    the next 365 days, compare with what those customers spent (covered in full: the data runs
-    to 2011-12-09). Totals are reconciled against an independent SQL sum."""
+    """Fit on purchases before 2010-12-01 (the bundled Online Retail II lines, read through the
+    contract), predict the next 365 days, compare with what those customers spent (covered in
+    full: the data runs to 2011-12-09). Totals are reconciled against an independent sum over
+    the raw table; the model's error is printed and kept within what ranking and budgeting
+    need."""
     t = date(2010, 12, 1)
     end = t + timedelta(days=365)
-    check = value_out_of_time_check(retail_events(until=end), t, data_end=date(2011, 12, 10))
+    check = value_out_of_time_check(retail_purchases(until=end), t, data_end=date(2011, 12, 10))
     assert check.full_horizon and check.covered_days == 365
 
-    with duckdb.connect(str(BASELINE_DB), read_only=True) as con:
-        row = con.execute(
-            """
-            WITH lines AS (
-                SELECT customer_id, invoice_ts, quantity * unit_price AS amount
-                FROM raw.retail_transactions
-                WHERE customer_id IS NOT NULL AND invoice NOT LIKE 'A%'
-                    AND invoice NOT LIKE 'C%' AND quantity > 0
-            ), known AS (SELECT DISTINCT customer_id FROM lines WHERE invoice_ts < ?)
-            SELECT (SELECT count(*) FROM known),
-                   (SELECT sum(amount) FROM lines JOIN known USING (customer_id)
-                    WHERE invoice_ts >= ? AND invoice_ts < ?)
-            """,
-            [t, t, end],
-        ).fetchone()
-    assert row is not None
-    known, realized = row
-    assert check.n_customers == known
+    raw = raw_table("retail")
+    lines = raw.filter(
+        (pl.col("event_type") == "purchase")
+        & pl.col("customer_id").is_not_null()
+        & pl.col("exclude_reason").is_null()
+    )
+    known = lines.filter(pl.col("event_ts") < datetime(2010, 12, 1))["customer_id"].unique()
+    realized = lines.filter(
+        pl.col("customer_id").is_in(known)
+        & (pl.col("event_ts") >= datetime(2010, 12, 1))
+        & (pl.col("event_ts") < datetime(2011, 12, 1))
+    )["amount"].sum()
+    assert check.n_customers == known.len()
     assert check.total_realized == pytest.approx(realized, rel=1e-9)
-    assert check.calibration["customers"].sum() == known
+    assert check.calibration["customers"].sum() == known.len()
 
+    print(f"customer value out of time at {t}: {check.as_dict()}")
     # What the model must achieve on real data to be usable for ranking and budgeting
-    # (measured: Spearman 0.59, total predicted / realized 1.30).
+    # (measured: Spearman 0.59, total predicted / realized 1.30). It does not beat the naive
+    # "same as last year" guess per customer (MAE 1,317 vs 1,158, Spearman 0.59 vs 0.62): the
+    # report says so next to the figures.
     assert check.spearman > 0.5
     assert 0.8 < check.total_ratio < 1.5
+    assert check.rmse < check.naive_rmse
     deciles = check.calibration.sort("decile")
     assert deciles["mean_realized"][-1] > 10 * deciles["mean_realized"][0]
 

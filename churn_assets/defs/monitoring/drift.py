@@ -231,7 +231,7 @@ def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
                 **check_metadata,
                 "drift_table": metadata.table(drift_frame(summary)),
                 "plots": metadata.plots(plotted),
-                "report_path": dg.MetadataValue.path(str(path)),
+                **metadata.report_links(settings, "report", path),
                 "mlflow_run_id": run_id,
             }
         )

@@ -1,7 +1,7 @@
 """Realized performance: once an observation date's labels mature, compare its scores to what
 happened (events datasets only; a snapshot's labels are the ones the model trained on)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -30,8 +30,11 @@ class PerformanceConfig(dg.Config):
     """Fail the decay check when realized ROC-AUC is this far below the evaluation ROC-AUC."""
 
 
-def evaluation_metrics(dataset: str, version: str) -> dict[str, float]:
-    """The version's own test figures (its run's metrics): the bar realized results must meet."""
+def evaluation_metrics(
+    dataset: str, version: str, names: Sequence[str] = EVALUATION_METRICS
+) -> dict[str, float]:
+    """The version's own test figures (its run's metrics): the bar realized results must meet,
+    and what the business report says about the model in plain words."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -39,7 +42,7 @@ def evaluation_metrics(dataset: str, version: str) -> dict[str, float]:
     if run_id is None:
         return {}
     metrics = client.get_run(run_id).data.metrics
-    return {name: metrics[name] for name in EVALUATION_METRICS if name in metrics}
+    return {name: metrics[name] for name in names if name in metrics}
 
 
 def build_performance(spec: DatasetSpec) -> dg.AssetsDefinition:

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from churn_assets import metadata
 from churn_assets.lib import eda
 from churn_assets.lib.contracts import LABEL
 from churn_assets.lib.datasets import DatasetSpec
@@ -119,7 +120,7 @@ def build_quality_report(spec: DatasetSpec) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "report": dg.MetadataValue.md(markdown),
-                "report_path": dg.MetadataValue.path(str(path)),
+                **metadata.report_links(settings, "report", path),
                 **figures,
             }
         )

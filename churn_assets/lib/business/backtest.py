@@ -27,7 +27,8 @@ the playbook's assumption applied to real churners, and the output text says so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
@@ -103,6 +104,20 @@ class BacktestResult:
             out[f"roi_{s}"] = self.roi[s]
         out["note"] = self.note
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BacktestResult:
+        """Back from :meth:`as_dict` or a stored table row (observation_date a date or text;
+        derived figures such as the lifts are recomputed, never read)."""
+        day = data["observation_date"]
+        names = {f.name for f in fields(cls)} - {"cost", "saved_margin", "roi", "note"}
+        return cls(
+            **{k: data[k] for k in names if k != "observation_date"},
+            observation_date=day if isinstance(day, date) else date.fromisoformat(day),
+            cost={s: data[f"cost_{s}"] for s in SCENARIOS},
+            saved_margin={s: data[f"saved_margin_{s}"] for s in SCENARIOS},
+            roi={s: data[f"roi_{s}"] for s in SCENARIOS},
+        )
 
 
 def backtest_plan(

@@ -180,7 +180,36 @@ def plan_campaign(
         holdout_unit=pl.Series([holdout_unit(c, campaign_id) for c in ids]),
         planned_cost=pl.Series(np.where(treated, cost, 0.0)),
     )
-    srm = srm_check(int(treated.sum()), int(control.sum()), control_share, srm_threshold)
+    return plan_from_rows(
+        customers,
+        campaign_id=campaign_id,
+        budget=budget,
+        control_share=control_share,
+        cost_basis=cost_basis,
+        srm_threshold=srm_threshold,
+    )
+
+
+def plan_from_rows(
+    customers: pl.DataFrame,
+    *,
+    campaign_id: str,
+    budget: float,
+    control_share: float,
+    cost_basis: CostBasis,
+    srm_threshold: float,
+) -> CampaignPlan:
+    """A plan from its per-customer rows (``group`` assigned): the split check and the totals
+    are always recomputed from the rows, so a stored plan read back is checked on what was
+    stored, not on what the planner believed it wrote."""
+    groups = customers["group"]
+    srm = srm_check(
+        int((groups == TREATMENT).sum()),
+        int((groups == CONTROL).sum()),
+        control_share,
+        srm_threshold,
+    )
+    cost_column = "committed_cost" if cost_basis == "committed" else "expected_cost_mid"
     summary = campaign_summary(customers, budget=budget, cost_column=cost_column)
     summary |= {"campaign_id": campaign_id, "control_share": control_share}
     summary |= {"cost_basis": cost_basis, "srm_passed": srm.passed, "srm_p_value": srm.p_value}

@@ -20,22 +20,15 @@ mature customers).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import get_args
 
 import numpy as np
 import polars as pl
 
-REASON_FAMILIES = (
-    "recency",
-    "frequency",
-    "spend",
-    "returns",
-    "season",
-    "contract",
-    "price",
-    "service",
-    "demographics",
-)
-"""The families every feature declares (conventions; the feature registry is the source)."""
+from churn_assets.lib.datasets import Family
+
+REASON_FAMILIES: tuple[str, ...] = get_args(Family)
+"""The families every feature declares: the registry's own list, so a new family is added once."""
 
 NO_REASON = "none"
 VALUE_TIERS = ("low", "mid", "high")

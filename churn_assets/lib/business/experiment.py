@@ -22,7 +22,8 @@ with the normal approximation (``NormalIndPower``), the standard for A/B tests o
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -79,6 +80,17 @@ class ExperimentDesign:
         for key in ("start", "readout_date"):
             out[key] = out[key].isoformat() if out[key] else None
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentDesign:
+        """Back from :meth:`as_dict` (or a stored table row): the report reads the design the
+        experiment asset stored instead of re-deriving it."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("start", "readout_date"):
+            day = values.get(key)
+            values[key] = date.fromisoformat(day) if isinstance(day, str) else day
+        return cls(**values)
 
 
 def design_experiment(

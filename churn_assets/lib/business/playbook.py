@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,16 @@ SCENARIOS = ("low", "mid", "high")
 NO_ACTION = "no action"
 PLAYBOOK_FILE = "playbook.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_TOP_FIELDS = {"dataset", "version", "owner", "currency", "margin_rate", "campaign", "actions"}
+_TOP_FIELDS = {
+    "dataset",
+    "version",
+    "owner",
+    "currency",
+    "margin_rate",
+    "campaign",
+    "value",
+    "actions",
+}
 _ACTION_FIELDS = {
     "name",
     "description",
@@ -110,6 +119,31 @@ class CampaignDefaults:
     srm_p_threshold: float = 0.001
     alpha: float = 0.05
     power: float = 0.80
+    readout_days: float = 0.0
+    """Days after the campaign its effect on churn can be read; 0 = the dataset's label
+    horizon (an events dataset's labels say exactly that)."""
+
+
+@dataclass(frozen=True)
+class ValueSettings:
+    """How the business values a customer, next to the margin it is multiplied by.
+
+    ``horizon_months``: how far ahead value counts (events: expected purchase revenue over
+    that many months; snapshot: charge × expected remaining months within it).
+    ``annual_discount_rate`` discounts future purchases (events). A snapshot dataset names the
+    columns of its feature table holding the monthly charge, the tenure in months and the
+    group a churn hazard is fitted per (e.g. the contract type).
+    """
+
+    horizon_months: float = 12.0
+    annual_discount_rate: float = 0.0
+    charge_column: str = ""
+    tenure_column: str = ""
+    group_column: str = ""
+
+    @property
+    def horizon_days(self) -> int:
+        return round(self.horizon_months * 365 / 12)
 
 
 @dataclass(frozen=True)
@@ -121,6 +155,7 @@ class Playbook:
     margin_rate: float
     actions: tuple[Action, ...]
     campaign: CampaignDefaults = field(default_factory=CampaignDefaults)
+    value: ValueSettings = field(default_factory=ValueSettings)
     source: str = ""
 
     def action(self, name: str) -> Action:
@@ -234,6 +269,7 @@ def parse_playbook(data: Any, source: str, dataset: str | None = None) -> Playbo
     if np.isfinite(margin) and margin == 0:
         check.fail(top, "margin_rate", "must be > 0 (no margin: no action can pay off)")
     campaign = _parse_campaign(check, data.get("campaign", {}))
+    value_settings = _parse_value(check, data.get("value", {}))
     actions = _parse_actions(check, data.get("actions"))
     if check.errors:
         raise PlaybookError(check.errors)
@@ -245,6 +281,7 @@ def parse_playbook(data: Any, source: str, dataset: str | None = None) -> Playbo
         margin_rate=margin,
         actions=tuple(actions),
         campaign=campaign,
+        value=value_settings,
         source=source,
     )
 
@@ -262,6 +299,7 @@ def _parse_campaign(check: _Checker, data: Any) -> CampaignDefaults:
         "srm_p_threshold": (0.0, 1.0),
         "alpha": (0.0, 1.0),
         "power": (0.0, 1.0),
+        "readout_days": (0.0, 3650.0),
     }
     values = {
         key: check.number(where, data, key, *bounds[key]) if key in data else default
@@ -271,6 +309,27 @@ def _parse_campaign(check: _Checker, data: Any) -> CampaignDefaults:
         if key in data and values[key] in (0.0, 1.0):
             check.fail(where, key, f"must be strictly inside its range (got {values[key]})")
     return CampaignDefaults(**values)
+
+
+def _parse_value(check: _Checker, data: Any) -> ValueSettings:
+    where = "value"
+    if not isinstance(data, Mapping):
+        check.fail(where, "value", f"must be a mapping (got {data!r})")
+        return ValueSettings()
+    check.unknown(where, data, {f.name for f in fields(ValueSettings)})
+    defaults = ValueSettings()
+    return ValueSettings(
+        horizon_months=check.number(where, data, "horizon_months", 1.0, 120.0)
+        if "horizon_months" in data
+        else defaults.horizon_months,
+        annual_discount_rate=check.number(where, data, "annual_discount_rate", 0.0, 1.0)
+        if "annual_discount_rate" in data
+        else defaults.annual_discount_rate,
+        **{
+            key: check.text(where, data, key, required=False)
+            for key in ("charge_column", "tenure_column", "group_column")
+        },
+    )
 
 
 def _parse_actions(check: _Checker, data: Any) -> list[Action]:

@@ -152,8 +152,46 @@ def reason_sentence(
     if reference is None or not np.isfinite(reference):
         return f"{name} is {format_value(number)}, {shap:+.2f}"
     if np.isclose(number, reference):
-        return f"{name} is typical, {shap:+.2f}"
+        # The value is the common one (e.g. the month-to-month contract most customers have):
+        # say it, since "typical" alone hides what the risk comes from.
+        return f"{name} is {format_value(number)} (typical), {shap:+.2f}"
     return f"{name} is {'low' if number < reference else 'high'}, {shap:+.2f}"
+
+
+def driver_sentences(
+    frame: pl.DataFrame,
+    columns: tuple[str, str, str],
+    families: Mapping[str, str],
+    descriptions: Mapping[str, str] | None = None,
+    references: Mapping[str, float] | None = None,
+) -> pl.Series:
+    """One sentence per row for the driver held in ``columns`` (feature, value, SHAP), e.g.
+    ``("driver_1", "driver_1_value", "driver_1_shap")`` of a scores table or the main reason's
+    ``("reason_feature", "reason_value", "reason_shap")`` of a customer table.
+
+    What a downloadable customer list shows next to each score. A row without a driver gets
+    the "no risk-raising driver" sentence (a main reason that does not exist), never a blank.
+    """
+    descriptions = descriptions or {}
+    references = references or {}
+    feature, value, shap = columns
+    labels: dict[str, str] = {}
+    out = []
+    for name, raw, contribution in zip(
+        frame[feature].to_list(), frame[value].to_list(), frame[shap].to_list(), strict=True
+    ):
+        if name is None or contribution is None:
+            out.append(reason_sentence("", None, 0.0, NO_REASON))
+            continue
+        family = families.get(name, NO_REASON)
+        if name not in labels:
+            labels[name] = feature_label(name, descriptions.get(name), family)
+        out.append(
+            reason_sentence(
+                name, raw, contribution, family, reference=references.get(name), label=labels[name]
+            )
+        )
+    return pl.Series(feature, out, dtype=pl.String)
 
 
 def top_reasons(

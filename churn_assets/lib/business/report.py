@@ -138,6 +138,19 @@ def headline_figures(plan: CampaignPlan, experiment: ExperimentDesign) -> dict[s
     return out
 
 
+def backtest_headline(result: BacktestResult) -> dict[str, Any]:
+    """The report month's own backtest figures (when its labels have matured)."""
+    out: dict[str, Any] = {
+        "backtest_targeted": result.targeted,
+        "backtest_churners_reached": result.churners_reached,
+        "backtest_random_churners": result.random_churners_expected,
+        "backtest_churner_lift": result.churner_lift,
+        "backtest_revenue_lost_reached": result.revenue_lost_reached,
+        "backtest_random_revenue": result.random_revenue_expected,
+    }
+    return out | {f"backtest_roi_{s}": result.roi[s] for s in SCENARIOS}
+
+
 # ---------------------------------------------------------------------------------------------
 # Plain-words model quality
 
@@ -191,6 +204,13 @@ def value_check_sentences(check: ValueCheck, currency: str) -> list[str]:
         else f"the {check.covered_days} days after it that the data covers (a partial window "
         f"of the {check.horizon_days}-day horizon: both sides cut to those days)"
     )
+    beaten = check.mae < check.naive_mae and check.spearman > check.naive_spearman
+    verdict = (
+        "It beats the naive guess on both counts."
+        if beaten
+        else "It does not beat the naive guess on both counts: read customer values as a rough "
+        "ranking, not a revenue forecast, and plan budgets on the low scenario."
+    )
     return [
         f"Customer value was checked out of time: fitted on purchases before "
         f"{check.observation_date}, predicted for {window}.",
@@ -200,7 +220,7 @@ def value_check_sentences(check: ValueCheck, currency: str) -> list[str]:
         f"({fmt_num(check.total_ratio)}x); rank correlation {fmt_num(check.spearman)}, mean "
         f"absolute error {fmt_money(check.mae, currency)} per customer (the naive 'same as last "
         f"year' guess: {fmt_money(check.naive_mae, currency)}, rank correlation "
-        f"{fmt_num(check.naive_spearman)}).",
+        f"{fmt_num(check.naive_spearman)}). {verdict}",
     ]
 
 
@@ -282,6 +302,12 @@ class ReportInputs:
     value_check: ValueCheck | None = None
     feature_descriptions: Mapping[str, str] = field(default_factory=dict)
     feature_references: Mapping[str, float] = field(default_factory=dict)
+    backtest_unavailable: str = "No month has matured labels yet: nothing to backtest."
+    """Shown instead of the backtest when there is none (a snapshot dataset says why)."""
+    downloads: Mapping[str, str] = field(default_factory=dict)
+    """Files published next to the report: link text → href relative to the report."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Section of the report → the asset (and table) its figures come from."""
 
 
 @dataclass(frozen=True)
@@ -388,7 +414,33 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
             f"{fmt_money(net['high'], cur)}",
         )
     )
+    month = next(
+        (b for b in inputs.backtests if b.observation_date == inputs.observation_date), None
+    )
+    if month is not None:
+        head |= backtest_headline(month)
+        parts.append(
+            _card(
+                "Backtest of this month",
+                f"{fmt_int(month.churners_reached)} churners reached",
+                f"random targeting of the same {fmt_int(month.targeted)}: "
+                f"{fmt_int(month.random_churners_expected)}; revenue lost reached "
+                f"{fmt_money(month.revenue_lost_reached, cur)} (random "
+                f"{fmt_money(month.random_revenue_expected, cur)}); ROI "
+                + " / ".join(fmt_pct(month.roi[sc], 0) for sc in SCENARIOS)
+                + " (low / mid / high)",
+            )
+        )
     parts.append("</div>")
+    if inputs.downloads:
+        parts.append(
+            "<p>Download: "
+            + " · ".join(
+                f"<a href='{_esc(href)}'>{_esc(text)}</a>"
+                for text, href in inputs.downloads.items()
+            )
+            + "</p>"
+        )
 
     # Cohort map
     parts.append("<h2>Cohort map</h2>")
@@ -591,15 +643,16 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
                 ],
             )
         )
+        parts.append(f"<p class='note'>{_esc(NO_MEASURED_UPLIFT)}</p>")
     else:
-        parts.append("<p>No month has matured labels yet: nothing to backtest.</p>")
-    parts.append(f"<p class='note'>{_esc(NO_MEASURED_UPLIFT)}</p>")
+        parts.append(f"<p>{_esc(inputs.backtest_unavailable)}</p>")
 
     # KPI trend
     parts.append("<h2>KPI trend</h2>")
     trend = inputs.kpi_trend
     if trend is not None and trend.height:
-        parts.append(_img(kpi_trend_png(trend, cur), "kpi trend"))
+        if trend.height > 1:  # one month is a row of the table, not a trend
+            parts.append(_img(kpi_trend_png(trend, cur), "kpi trend"))
         parts.append(
             _table(
                 [
@@ -678,6 +731,9 @@ def build_report(inputs: ReportInputs) -> BusinessReport:
         for name, text in KPI_DEFINITIONS.items()
     )
     parts.append("</dl>")
+    if inputs.sources:
+        parts.append("<h2>Where the figures come from</h2>")
+        parts.append(_table(["section", "source"], inputs.sources.items()))
 
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

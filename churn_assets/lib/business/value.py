@@ -49,6 +49,16 @@ from churn_assets.lib.business.clv import (
 )
 
 PURCHASE = "purchase"
+PURCHASES_SQL = """
+SELECT customer_id, event_ts, amount, event_type
+FROM {table}
+WHERE event_type = 'purchase'
+    AND customer_id IS NOT NULL
+    AND exclude_reason IS NULL
+    AND coalesce(quantity, 1) <> 0
+"""
+"""The purchases of a raw events table (``<ds>_raw.events`` shape) the value model reads: the
+rows staging keeps (a customer, not excluded by the declaration, a non-zero quantity)."""
 DEFAULT_HORIZON_DAYS = 365
 DAYS_PER_YEAR = 365.0
 # Discounting integrates over the horizon in steps of about a month.

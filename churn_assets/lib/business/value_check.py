@@ -16,7 +16,8 @@ does not beat it should not be trusted with budgets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -53,7 +54,7 @@ class ValueCheck:
     naive_mae: float
     naive_rmse: float
     naive_spearman: float
-    calibration: pl.DataFrame
+    calibration: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def window_label(self) -> str:
@@ -89,6 +90,19 @@ class ValueCheck:
             "naive_rmse": self.naive_rmse,
             "naive_spearman": self.naive_spearman,
         }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], calibration: pl.DataFrame | None = None
+    ) -> ValueCheck:
+        """Back from :meth:`as_dict` or a stored row (derived figures are recomputed)."""
+        names = {f.name for f in fields(cls)} - {"observation_date", "calibration"}
+        day = data["observation_date"]
+        return cls(
+            **{k: data[k] for k in names},
+            observation_date=day if isinstance(day, date) else date.fromisoformat(day),
+            calibration=pl.DataFrame() if calibration is None else calibration,
+        )
 
 
 def predicted_deciles(predicted: np.ndarray) -> np.ndarray:
