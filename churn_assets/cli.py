@@ -14,8 +14,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import duckdb
 
 from churn_assets import progress
 from churn_assets.progress import log_to_file, progress_logger
@@ -154,10 +156,28 @@ def _by_partitions(
     return list(groups.values())
 
 
+def _business_months(graph: Any, keys: Sequence[dg.AssetKey], months: list[str]) -> list[str]:
+    """The months whose decisions ``make run`` prepares: the newest matured one (its backtest
+    can be read against what happened) and the newest one (today's campaign). A UI backfill of
+    the business group prepares any others."""
+    from churn_assets.lib.datasets import load_declarations
+
+    dataset = graph.get(keys[0]).tags["dataset"]
+    spec = load_declarations()[dataset]
+    with duckdb.connect(settings_from_env().duckdb_path, read_only=True) as con:
+        row = con.execute(
+            f"SELECT max(observation_date) FROM (SELECT observation_date FROM {spec.scoring_table} "
+            "GROUP BY 1 HAVING bool_and(is_mature))"
+        ).fetchone()
+    matured = [str(row[0])] if row and row[0] is not None else []
+    return sorted({*matured, months[-1]})
+
+
 def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.AssetKey]) -> bool:
     """Assets whose backfill policy is a single run take every month in one run (as a UI
-    backfill would); the rest (scoring, drift, realized performance, business decisions) run
-    month by month, oldest first: a month's report reads the KPIs and backtests before it."""
+    backfill would); monitoring (scores, drift, realized performance) runs month by month,
+    oldest first, in this process (the champion and its reference are loaded once); business
+    decisions for the months :func:`_business_months` picks."""
     graph = defs.resolve_asset_graph()
     partitions_def = graph.get(partitioned[0]).partitions_def
     assert isinstance(partitions_def, dg.DynamicPartitionsDefinition)
@@ -166,7 +186,8 @@ def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.A
         say(f"{partitions_def.name}: no observation date: nothing to monitor")
         return False
     single_run = [k for k in partitioned if graph.get(k).backfill_policy == SINGLE_RUN]
-    per_month = [k for k in partitioned if k not in single_run]
+    business = [k for k in partitioned if graph.get(k).group_name == "business"]
+    monitoring = [k for k in partitioned if k not in single_run and k not in business]
     if single_run and not _execute(
         defs,
         log_file,
@@ -176,9 +197,12 @@ def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.A
     ):
         say(f"backfill of {months[0]} .. {months[-1]} failed")
         return False
-    for key in months if per_month else []:
-        if not _execute(defs, log_file, "monthly_job", per_month, partition_key=key):
-            say(f"monthly job failed for {key}")
+    steps = [(monitoring, month) for month in months if monitoring]
+    if business:
+        steps += [(business, month) for month in _business_months(graph, business, months)]
+    for keys, month in steps:
+        if not _execute(defs, log_file, "monthly_job", keys, partition_key=month):
+            say(f"monthly job failed for {month}")
             return False
     return True
 

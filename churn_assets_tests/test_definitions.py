@@ -95,6 +95,7 @@ def test_every_dataset_gets_every_stage_and_contracts_block(defs: dg.Definitions
             "features",
             "training",
             "monitoring",
+            "serving",
             "business",
         }, dataset
     for raw in ("retail_raw_events", "telco_raw_customers"):
@@ -114,7 +115,7 @@ def test_every_asset_is_documented_owned_and_writers_share_the_duckdb_pool(
         assert node.description, f"{name} has no description"
         assert node.owners, f"{name} has no owner"
         assert node.kinds, f"{name} has no kinds"
-        if node.group_name in ("sources", "features", "monitoring", "business"):
+        if node.group_name in ("sources", "features", "monitoring", "serving", "business"):
             assert node.pools == {"duckdb"}, name
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -200,11 +201,22 @@ class Champion:
 
 
 def load_model_version(dataset: str, version_: str) -> Champion:
-    """Load a registered version with the TrainingSet reference recorded on its run."""
+    """Load a registered version with the TrainingSet reference recorded on its run.
+
+    A registered version never changes, so it is loaded once per process and registry: the
+    monitoring of many months in one process (``make run``, a backfill) pays for it once.
+    """
+    import mlflow
+
+    return _load_version(mlflow.get_tracking_uri(), mlflow.get_registry_uri(), dataset, version_)
+
+
+@lru_cache(maxsize=16)
+def _load_version(tracking_uri: str, registry_uri: str, dataset: str, version_: str) -> Champion:
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     name = registered_model_name(dataset)
     mv = client.get_model_version(name, version_)
     run_id = str(mv.run_id)

@@ -24,7 +24,7 @@ from churn_assets.defs.business.common import (
     table_name,
     write_rows,
 )
-from churn_assets.defs.monitoring.common import features_table, observation_date, read_at
+from churn_assets.defs.monitoring.common import observation_date, read_at
 from churn_assets.lib.business.backtest import (
     NO_MEASURED_UPLIFT,
     BacktestResult,
@@ -66,7 +66,7 @@ def build_backtest(spec: DatasetSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, settings: ChurnSettings, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:
         day = observation_date(spec, context)
-        labels = read_at(duckdb, features_table(spec), day).select(
+        labels = read_at(duckdb, spec.scoring_table, day).select(
             "customer_id", "churned", "is_mature"
         )
         if labels.is_empty() or not labels["is_mature"].all():

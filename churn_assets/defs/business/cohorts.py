@@ -25,7 +25,6 @@ from churn_assets.defs.business.value import VALUES_TABLE
 from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     features_input,
-    features_table,
     observation_date,
     read_at,
 )
@@ -123,7 +122,7 @@ def build_cohorts(spec: DatasetSpec) -> dg.AssetsDefinition:
         if scores.is_empty():
             raise dg.Failure(f"no scores at {day}: materialize {spec.key(SCORES_TABLE)} first")
         values = require_rows(duckdb, spec, VALUES_TABLE, day, VALUES_TABLE)
-        features = read_at(duckdb, features_table(spec), day).join(
+        features = read_at(duckdb, spec.scoring_table, day).join(
             scores.select("customer_id"), on="customer_id", how="semi"
         )
         families = registry.families

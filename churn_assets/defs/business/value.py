@@ -22,7 +22,7 @@ from churn_assets.defs.business.common import (
     table_name,
     write_rows,
 )
-from churn_assets.defs.monitoring.common import features_input, features_table, observation_date
+from churn_assets.defs.monitoring.common import features_input, observation_date
 from churn_assets.lib.business.playbook import Playbook, ValueSettings
 from churn_assets.lib.business.value import (
     PURCHASES_SQL,
@@ -130,7 +130,7 @@ def _snapshot_value(
         )
     with duckdb.connect(read_only=True) as con:
         frame = con.sql(
-            f"SELECT customer_id, {', '.join(columns)}, churned FROM {features_table(spec)} "
+            f"SELECT customer_id, {', '.join(columns)}, churned FROM {spec.scoring_table} "
             "WHERE observation_date = ?",
             params=[day],
         ).pl()

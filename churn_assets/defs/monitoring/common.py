@@ -1,14 +1,17 @@
 """What every monitoring asset of a dataset shares: its partitions, decoration and inputs."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.modeling import feature_frame
 from churn_assets.lib.training_set import DATA_FILE
 from churn_assets.partitions import observation_dates
 from churn_assets.resources import DuckDBResource
@@ -65,6 +68,24 @@ def read_at(duckdb: DuckDBResource, table: str, day: date) -> pl.DataFrame:
         return con.sql(f"SELECT * FROM {table} WHERE observation_date = ?", params=[day]).pl()
 
 
-def reference_frame(model: registry.Champion) -> pl.DataFrame:
-    """The training set the model version was fitted on (path recorded as an MLflow run tag)."""
-    return pl.read_parquet(model.training_set_path / DATA_FILE)
+@dataclass(frozen=True)
+class Reference:
+    """The training set a model version was fitted on, and the model's scores on it: the
+    reference of drift and of risk deciles."""
+
+    frame: pl.DataFrame
+    scores: np.ndarray
+
+
+_REFERENCES: dict[tuple[str, str, str], Reference] = {}
+
+
+def reference(model: registry.Champion) -> Reference:
+    """Read (path recorded as an MLflow run tag) and score once per process and version: a
+    backfill of many months reuses it."""
+    key = (model.dataset, model.version, str(model.training_set_path))
+    if key not in _REFERENCES:
+        frame = pl.read_parquet(model.training_set_path / DATA_FILE)
+        x = feature_frame(frame, tuple(model.numeric_features), tuple(model.categorical_features))
+        _REFERENCES[key] = Reference(frame, model.model.predict_proba(x)[:, 1])
+    return _REFERENCES[key]

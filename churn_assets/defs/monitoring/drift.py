@@ -16,7 +16,7 @@ from churn_assets.defs.monitoring.common import (
     monitoring_asset,
     observation_date,
     read_at,
-    reference_frame,
+    reference,
 )
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
@@ -30,7 +30,6 @@ from churn_assets.lib.drift import (
 )
 from churn_assets.lib.drift_report import plots, ranked, write_report
 from churn_assets.lib.features_registry import feature_set
-from churn_assets.lib.modeling import feature_frame
 from churn_assets.resources import AlertNotifier, DuckDBResource, MLflowResource
 from churn_assets.settings import ChurnSettings
 
@@ -71,16 +70,14 @@ def compute_drift(
     features = feature_set(spec)
     numeric = tuple(c for c in model.numeric_features if c not in features.calendar)
     categorical = tuple(c for c in model.categorical_features if c not in features.calendar)
-    reference = reference_frame(model)
-    reference_scores = model.model.predict_proba(
-        feature_frame(reference, tuple(model.numeric_features), tuple(model.categorical_features))
-    )[:, 1]
+    fitted_on = reference(model)
+    reference_frame, reference_scores = fitted_on.frame, fitted_on.scores
     return summarize(
         partition=partition,
         model_name=registry.registered_model_name(spec.name),
         model_version=model.version,
         training_set=model.training_set_version,
-        reference=_columns(reference, numeric, categorical),
+        reference=_columns(reference_frame, numeric, categorical),
         current=_columns(current, numeric, categorical),
         numeric_features=numeric,
         categorical_features=categorical,
@@ -92,7 +89,7 @@ def compute_drift(
         measured_only=features.grows_with_history,
         known_only=features.left_censored,
         reference_rows_per_month=float(
-            np.mean(reference.group_by("observation_date").len()["len"].to_numpy())
+            np.mean(reference_frame.group_by("observation_date").len()["len"].to_numpy())
         ),
         volume_warn=config.volume_warn,
         volume_alert=config.volume_alert,

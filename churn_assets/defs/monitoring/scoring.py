@@ -13,13 +13,12 @@ from churn_assets.defs.monitoring.common import (
     monitoring_asset,
     observation_date,
     read_at,
-    reference_frame,
+    reference,
 )
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.duckdb_io import replace_rows
 from churn_assets.lib.explain import top_drivers
-from churn_assets.lib.modeling import feature_frame
 from churn_assets.lib.scoring import decile_edges, risk_deciles
 from churn_assets.resources import DuckDBResource, MLflowResource
 
@@ -29,14 +28,7 @@ N_DRIVERS = 3
 def score_frame(model: registry.Champion, features: pl.DataFrame, day: object) -> pl.DataFrame:
     """Probability, risk decile (against the model's own training scores) and top drivers."""
     explained = top_drivers(model.model, features, k=N_DRIVERS)
-    reference = reference_frame(model)
-    edges = decile_edges(
-        model.model.predict_proba(
-            feature_frame(
-                reference, tuple(model.numeric_features), tuple(model.categorical_features)
-            )
-        )[:, 1]
-    )
+    edges = decile_edges(reference(model).scores)
     probabilities = explained["churn_probability"].to_numpy()
     return explained.select(
         pl.lit(day).cast(pl.Date).alias("observation_date"),
