@@ -59,7 +59,7 @@ def synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def weights_digest(model: DeepTabularClassifier) -> str:
-    arrays = [*model.embeddings_, *model.weights_, *model.biases_, model.output_weight_]
+    arrays = [model.embedding_, *model.weights_, *model.biases_, model.output_weight_]
     return hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
 
 
@@ -148,11 +148,15 @@ def test_numpy_inference_equals_the_jax_forward_pass(
     pipe.fit(x, y)
     net = captured["net"]
     assert isinstance(net, training.TrainedNetwork)
-    jax_logits = np.asarray(
-        training.predict_logits(
-            net.params, net.state, captured["x_numeric"], captured["rows"], captured["config"]
-        )
+    reference, _ = training.forward(
+        net.params,
+        net.state,
+        captured["x_numeric"],
+        captured["rows"],
+        captured["config"],
+        train=False,
     )
+    jax_logits = np.asarray(reference)
     numpy_logits = pipe.named_steps["model"].decision_function(pipe[:-1].transform(x))
     np.testing.assert_allclose(numpy_logits, jax_logits, atol=1e-4)
     np.testing.assert_allclose(
@@ -194,9 +198,10 @@ def test_unknown_categories_and_missing_values_score_without_error(
     assert np.all(np.isfinite(contributions(fitted, odd)))
     # An unknown contract is scored with the frequency-weighted mean contract embedding.
     model: DeepTabularClassifier = fitted.named_steps["model"]
-    table = model.embeddings_[0]
-    assert not np.allclose(table[0], 0.0)
-    assert np.all(table[0] >= table[1:].min(axis=0)) and np.all(table[0] <= table[1:].max(axis=0))
+    start, n_known = model.embedding_offsets_[0], model.cardinalities_[0]
+    unknown, known = model.embedding_[start], model.embedding_[start + 1 : start + 1 + n_known]
+    assert not np.allclose(unknown, 0.0)
+    assert np.all(unknown >= known.min(axis=0)) and np.all(unknown <= known.max(axis=0))
 
 
 def test_calibrated_churn_classifier_round_trips_through_skops_and_scores_without_jax(

@@ -116,6 +116,8 @@ class DeepTabularClassifier(ClassifierMixin, BaseEstimator):
         self.n_numeric_ = self.n_features_in_ - self.n_categorical
         codes = values[:, self.n_numeric_ :]
         self.cardinalities_ = [int(np.max(column, initial=UNKNOWN_CODE)) + 1 for column in codes.T]
+        # Block j of the shared embedding table: its unknown row, then its known categories.
+        self.embedding_offsets_ = np.cumsum([0, *(c + 1 for c in self.cardinalities_)])[:-1]
         if eval_set is None and self.validation_fraction > 0:
             fit_idx, val_idx = train_test_split(
                 np.arange(len(labels)),
@@ -134,6 +136,7 @@ class DeepTabularClassifier(ClassifierMixin, BaseEstimator):
             x_numeric,
             rows,
             labels,
+            offsets=self.embedding_offsets_,
             cardinalities=self.cardinalities_,
             config=training.NetworkConfig(
                 embedding_dim=self.embedding_dim,
@@ -150,63 +153,44 @@ class DeepTabularClassifier(ClassifierMixin, BaseEstimator):
             seed=self.random_state,
             eval_set=evaluation,
         )
-        self._export(trained.params, trained.state, rows)
+        exported = network.export(
+            trained.params, trained.state, rows, self.embedding_offsets_, self.cardinalities_
+        )
+        self.embedding_ = exported.table
+        self.weights_ = exported.weights
+        self.biases_ = exported.biases
+        self.output_weight_ = exported.output_weight
+        self.output_bias_ = exported.output_bias
         self.best_epoch_ = int(trained.best_epoch)
         self.n_epochs_ = int(trained.epochs_run)
         self.validation_loss_ = [float(v) for v in trained.validation_loss]
         self.classes_ = np.array([0, 1])
-        self._set_baseline(x_numeric, rows)
-        return self
-
-    def _export(
-        self, params: Mapping[str, Any], state: Mapping[str, Any], rows: np.ndarray
-    ) -> None:
-        """Keep the trained network as float64 numpy with batch norm folded in.
-
-        The reserved unknown row of each embedding table becomes the frequency-weighted mean
-        of the known rows: training never sees an unknown category, so its random initial
-        row would be arbitrary, while the mean embedding reads as "a typical category".
-        """
-        self.embeddings_ = []
-        for j, table in enumerate(params["embeddings"]):
-            table = np.array(table, dtype=np.float64)
-            counts = np.bincount(rows[:, j], minlength=len(table))[1:].astype(np.float64)
-            table[0] = counts @ table[1:] / max(counts.sum(), 1.0)
-            self.embeddings_.append(table)
-        self.weights_, self.biases_ = [], []
-        for layer, mean, var in zip(params["layers"], state["mean"], state["var"], strict=True):
-            weight, bias = network.fold_batch_norm(
-                layer["w"], layer["b"], layer["gamma"], layer["beta"], mean, var
-            )
-            self.weights_.append(weight)
-            self.biases_.append(bias)
-        self.output_weight_ = np.asarray(params["out_w"], dtype=np.float64)
-        self.output_bias_ = float(params["out_b"])
-
-    def _set_baseline(self, x_numeric: np.ndarray, rows: np.ndarray) -> None:
-        """Integrated-gradients reference: training medians (numerics) and modes (categories)."""
-        median = np.median(x_numeric, axis=0)
-        modes = np.array(
-            [[int(np.argmax(np.bincount(column))) for column in rows.T]], dtype=np.int64
-        ).reshape(1, -1)
-        self.baseline_inputs_ = network.network_inputs(median[None, :], modes, self.embeddings_)[0]
+        # Integrated-gradients reference: training medians (numerics), modes (categories).
+        modes = [int(np.argmax(np.bincount(column))) for column in rows.T]
+        self.baseline_inputs_ = network.network_inputs(
+            np.median(x_numeric, axis=0)[None, :],
+            np.array([modes], dtype=np.int64).reshape(1, -1),
+            self.embedding_,
+        )[0]
         self.baseline_logit_ = float(self._logits_of_inputs(self.baseline_inputs_[None, :])[0])
+        return self
 
     # ----------------------------------------------------------------------------------------
     # Inference and explanations (numpy only)
     # ----------------------------------------------------------------------------------------
 
     def _network_columns(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Numerics and embedding-table rows: code c -> row c + 1, unknown/unseen -> row 0."""
+        """Numerics and embedding-table rows: code c of feature j -> row offset_j + 1 + c;
+        unknown or unseen codes -> offset_j, the feature's reserved row."""
         x_numeric = values[:, : self.n_numeric_]
         codes = np.nan_to_num(values[:, self.n_numeric_ :], nan=UNKNOWN_CODE).astype(np.int64)
         known = (codes >= 0) & (codes < np.asarray(self.cardinalities_, dtype=np.int64))
-        return x_numeric, np.where(known, codes + 1, 0)
+        return x_numeric, self.embedding_offsets_ + np.where(known, codes + 1, 0)
 
     def _inputs(self, x: Any) -> np.ndarray:
         check_is_fitted(self, "weights_")
         x_numeric, rows = self._network_columns(np.asarray(x, dtype=np.float64))
-        return network.network_inputs(x_numeric, rows, self.embeddings_)
+        return network.network_inputs(x_numeric, rows, self.embedding_)
 
     def _logits_of_inputs(self, inputs: np.ndarray) -> np.ndarray:
         return network.logits(

@@ -1,8 +1,8 @@
 """The fitted MLP as plain numpy: forward pass, input gradients and integrated gradients.
 
-Scoring and explaining must not need JAX (the API loads a model per request path and a JAX
-import costs ~1 s and ~350 MB), so the trained network is exported as numpy arrays with batch
-norm folded into the dense layers. What remains is ``h -> silu(h @ W + b)`` per hidden layer
+Scoring and explaining must not need JAX (importing it costs ~1.3 s and its wheel ~340 MB,
+which the scoring API should not pay), so the trained network is exported as numpy arrays with
+batch norm folded into the dense layers. What remains is ``h -> silu(h @ W + b)`` per hidden layer
 and a linear read-out, whose gradient is cheap to write by hand. SiLU (not ReLU) keeps the
 network smooth, which lets a few Gauss-Legendre nodes integrate the gradients along the
 integrated-gradients path almost exactly instead of a hundred Riemann steps around kinks.
@@ -10,12 +10,23 @@ integrated-gradients path almost exactly instead of a hundred Riemann steps arou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 # Batch-norm epsilon, shared with training so the folded layers reproduce it exactly.
 BATCH_NORM_EPS = 1e-5
+
+
+class ExportedNetwork(NamedTuple):
+    """Inference-ready arrays: embedding table, folded hidden layers, linear read-out."""
+
+    table: np.ndarray
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    output_weight: np.ndarray
+    output_bias: float
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -53,17 +64,45 @@ def fold_batch_norm(
     return folded_weight, folded_bias
 
 
-def network_inputs(
-    x_numeric: np.ndarray, rows: np.ndarray, embeddings: Sequence[np.ndarray]
-) -> np.ndarray:
-    """First-layer input: numerics, then each categorical's embedding row, side by side.
+def export(
+    params: Mapping[str, Any],
+    state: Mapping[str, Any],
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    cardinalities: Sequence[int],
+) -> ExportedNetwork:
+    """The trained parameters as float64 numpy, batch norm folded, unknown rows filled.
 
-    ``rows`` are embedding-table rows (0 is the reserved unknown row), one column per
-    categorical feature.
+    ``rows`` are the training rows' embedding-table rows. Each categorical's reserved
+    unknown row becomes the frequency-weighted mean of its known rows: training never sees
+    an unknown category, so its initial random row would be arbitrary, while the mean
+    embedding reads as "a typical category".
     """
-    parts = [np.asarray(x_numeric, dtype=np.float64)]
-    parts += [table[rows[:, j]] for j, table in enumerate(embeddings)]
-    return np.concatenate(parts, axis=1)
+    table = np.array(params["embedding"], dtype=np.float64)
+    for j, (offset, cardinality) in enumerate(zip(offsets, cardinalities, strict=True)):
+        known = slice(offset + 1, offset + 1 + cardinality)
+        counts = np.bincount(rows[:, j] - offset - 1, minlength=cardinality)[:cardinality]
+        table[offset] = counts.astype(np.float64) @ table[known] / max(counts.sum(), 1)
+    weights, biases = [], []
+    for layer, mean, var in zip(params["layers"], state["mean"], state["var"], strict=True):
+        weight, bias = fold_batch_norm(
+            layer["w"], layer["b"], layer["gamma"], layer["beta"], mean, var
+        )
+        weights.append(weight)
+        biases.append(bias)
+    return ExportedNetwork(
+        table, weights, biases, np.asarray(params["out_w"], np.float64), float(params["out_b"])
+    )
+
+
+def network_inputs(x_numeric: np.ndarray, rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """First-layer input: numerics, then each categorical's embedding, side by side.
+
+    ``rows`` index the shared embedding ``table`` (one column per categorical feature, each
+    feature's block starting with its reserved unknown row).
+    """
+    embedded = table[rows].reshape(len(rows), -1)
+    return np.concatenate([np.asarray(x_numeric, dtype=np.float64), embedded], axis=1)
 
 
 def logits(
