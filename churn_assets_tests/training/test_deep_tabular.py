@@ -23,8 +23,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from churn_assets.lib import modeling
-from churn_assets.lib.deep import DeepTabularClassifier, contributions, deep_pipeline, training
-from churn_assets.lib.deep.tuning import tune_deep
+from churn_assets.lib.deep import (
+    DeepTabularClassifier,
+    contributions,
+    deep_pipeline,
+    training,
+    tune_deep,
+)
 from churn_assets.lib.training_set import TrainingSet
 
 NUMERIC = ("tenure", "spend", "noise")
@@ -262,6 +267,8 @@ def test_tuning_returns_refit_params_and_tops_up_a_persisted_study(
         "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
         "study_name": "deep-test",
         "weight_classes": True,
+        "max_epochs": 30,
+        "patience": 5,
     }
     result = tune_deep(x, y, folds, n_trials=2, **kwargs)
     assert result.n_trials == 2

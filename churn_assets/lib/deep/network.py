@@ -81,7 +81,8 @@ def export(
     table = np.array(params["embedding"], dtype=np.float64)
     for j, (offset, cardinality) in enumerate(zip(offsets, cardinalities, strict=True)):
         known = slice(offset + 1, offset + 1 + cardinality)
-        counts = np.bincount(rows[:, j] - offset - 1, minlength=cardinality)[:cardinality]
+        local = rows[:, j] - offset - 1
+        counts = np.bincount(local[local >= 0], minlength=cardinality)
         table[offset] = counts.astype(np.float64) @ table[known] / max(counts.sum(), 1)
     weights, biases = [], []
     for layer, mean, var in zip(params["layers"], state["mean"], state["var"], strict=True):
