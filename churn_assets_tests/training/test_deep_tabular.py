@@ -270,7 +270,10 @@ def test_tuning_returns_refit_params_and_tops_up_a_persisted_study(
         "max_epochs": 30,
         "patience": 5,
     }
+    mappings_before = len(Path("/proc/self/maps").read_text().splitlines())
     result = tune_deep(x, y, folds, n_trials=2, **kwargs)
+    # Each trial's compiled network is released (one kept architecture costs ~350 mappings).
+    assert len(Path("/proc/self/maps").read_text().splitlines()) < mappings_before + 200
     assert result.n_trials == 2
     assert 0.5 < result.cv_auc <= 1.0
     assert result.params["validation_fraction"] == 0.0

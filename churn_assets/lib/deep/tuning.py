@@ -69,7 +69,8 @@ def tune_deep(
     refit's ``max_epochs`` with no internal validation split, so the final model trains on
     all of ``x_train``. The study is topped up to ``n_trials`` finished trials
     (``load_if_exists``), so re-running with the same budget repeats the same best trial.
-    Returned ``params`` go straight into :func:`deep_pipeline`.
+    Each trial's compiled network is released when the trial ends (see
+    ``training.release_compiled``). Returned ``params`` go straight into :func:`deep_pipeline`.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prepared = []
@@ -86,19 +87,25 @@ def tune_deep(
     def objective(trial: optuna.Trial) -> float:
         params = search_space(trial, pos_weight)
         aucs, epochs = [], []
-        for step, (x_fit, y_fit, x_val, y_val) in enumerate(prepared):
-            model = DeepTabularClassifier(
-                n_categorical=len(categorical),
-                max_epochs=max_epochs,
-                patience=patience,
-                random_state=seed,
-                **params,
-            ).fit(x_fit, y_fit, eval_set=(x_val, y_val))
-            epochs.append(model.best_epoch_)
-            aucs.append(float(roc_auc_score(y_val, model.decision_function(x_val))))
-            trial.report(float(np.mean(aucs)), step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
+        try:
+            for step, (x_fit, y_fit, x_val, y_val) in enumerate(prepared):
+                model = DeepTabularClassifier(
+                    n_categorical=len(categorical),
+                    max_epochs=max_epochs,
+                    patience=patience,
+                    random_state=seed,
+                    **params,
+                ).fit(x_fit, y_fit, eval_set=(x_val, y_val))
+                epochs.append(model.best_epoch_)
+                aucs.append(float(roc_auc_score(y_val, model.decision_function(x_val))))
+                trial.report(float(np.mean(aucs)), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        finally:
+            # The first fit imported JAX; no later trial reuses this trial's compiled network.
+            from churn_assets.lib.deep import training
+
+            training.release_compiled()
         trial.set_user_attr("max_epochs", int(np.median(epochs)))
         trial.set_user_attr("fold_auc", aucs)
         return float(np.mean(aucs))
