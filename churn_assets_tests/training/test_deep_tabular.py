@@ -27,6 +27,7 @@ from churn_assets.lib.deep import (
     DeepTabularClassifier,
     contributions,
     deep_pipeline,
+    make_deep_preprocessor,
     training,
     tune_deep,
 )
@@ -119,8 +120,7 @@ def test_early_stopping_stops_and_keeps_the_best_epoch() -> None:
     ``patience`` epochs later and the kept weights are those of the best epoch."""
     x, _ = synthetic(600, seed=1)
     y = np.random.default_rng(1).integers(0, 2, len(x))
-    pre = modeling.make_preprocessor(NUMERIC, (), linear=True)
-    values = pre.fit_transform(x[list(NUMERIC)])
+    values = make_deep_preprocessor(NUMERIC, ()).fit_transform(x[list(NUMERIC)])
     fit, val = slice(0, 450), slice(450, None)
     model = DeepTabularClassifier(
         hidden_width=64, n_layers=2, learning_rate=3e-3, max_epochs=200, patience=5
