@@ -13,8 +13,9 @@ network, so early stopping judges exactly the model that will be saved and no pr
 function needs compiling.
 
 Every compiled architecture keeps ~350 memory mappings until its executables are dropped; a
-process that compiled ~120 architectures (five 20-trial studies) hit the kernel's 65,530-mapping limit and crashed
-(measured), so tuning calls :func:`release_compiled` after each trial.
+process that compiled ~120 architectures (five 20-trial studies) hit the kernel's
+65,530-mapping limit and crashed (measured), so tuning calls :func:`release_compiled` after
+each trial.
 
 Reproducibility: parameters and dropout masks come from a ``jax.random`` key and batches from
 a numpy generator, both derived from the seed. XLA on CPU gave bit-identical weights with
