@@ -55,7 +55,8 @@ def top_drivers(model: ChurnClassifier, frame: pl.DataFrame, k: int = 3) -> pl.D
     values = model.contributions(x)
     order = np.argsort(-np.abs(values), axis=1, kind="mergesort")[:, :k]
     features = np.asarray(model.features, dtype=object)
-    raw = x[model.features].astype(str).to_numpy()
+    # the value as text, or null where the feature is unknown (a left-censored window)
+    raw = x[model.features].astype("string").to_numpy(dtype=object, na_value=None)
     rows = np.arange(len(x))
     columns: dict[str, Any] = {c: frame[c] for c in ID_COLUMNS if c in frame.columns}
     columns["churn_probability"] = model.predict_proba(x)[:, 1]

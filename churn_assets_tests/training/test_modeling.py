@@ -8,6 +8,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import polars as pl
 import pytest
 import shap
 from sklearn.linear_model import LogisticRegression
@@ -16,6 +17,7 @@ from xgboost import DMatrix, XGBClassifier
 from churn_assets.lib import modeling
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.evaluation import evaluate
+from churn_assets.lib.explain import top_drivers
 from churn_assets.lib.modeling.protocol import Candidate, Protocol, choose, comparison_rows
 from churn_assets.lib.months import months_between, shift_months
 from churn_assets.lib.training_set import TrainingSet
@@ -283,6 +285,34 @@ def test_linear_contributions_sum_to_logit_difference_vs_background(
     for column, feature in enumerate(index):
         expected[:, feature] += encoded_shap[:, column]
     np.testing.assert_allclose(contributions, expected, atol=1e-8)
+
+
+def test_drivers_of_a_row_with_an_unknown_feature_show_it_as_null(
+    telco_small: TrainingSet,
+) -> None:
+    """A left-censored window is NULL in the features: the model imputes it, and the reasons
+    show its value as null, not as the text "nan" or a float among strings."""
+    split = modeling.split_random(telco_small, telco_small.frame(), seed=42)
+    model, _ = modeling.fit_calibrated(
+        modeling.baseline_pipeline(telco_small, seed=42),
+        telco_small,
+        split,
+        calibration="none",
+        threshold=0.2,
+    )
+    rows = telco_small.frame().head(50)
+    feature = model.numeric_features[0]
+    rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(feature))
+    drivers = top_drivers(model, rows, k=len(model.features))
+    assert drivers["driver_1_value"].dtype == pl.String
+    unknown = [
+        drivers[f"driver_{i}_value"][row]
+        for row in range(len(drivers))
+        for i in range(1, len(model.features) + 1)
+        if drivers[f"driver_{i}"][row] == feature
+    ]
+    assert len(unknown) == len(rows)
+    assert all(value is None for value in unknown)
 
 
 def test_anchored_split_reproduces_the_documented_dates_and_always_keeps_the_gap() -> None:
