@@ -195,9 +195,8 @@ def _business_months(graph: Any, keys: Sequence[dg.AssetKey], months: list[str])
 
 
 def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.AssetKey]) -> bool:
-    """Assets whose backfill policy is a single run take every month in one run (as a UI
-    backfill would); monitoring (scores, drift, realized performance) runs month by month,
-    oldest first, in this process (the champion and its reference are loaded once); business
+    """Features at T, scores, drift and realized performance of every observation date in one
+    run (their backfill policy is a single run, as a UI backfill would do); then business
     decisions for the months :func:`_business_months` picks."""
     graph = defs.resolve_asset_graph()
     partitions_def = graph.get(partitioned[0]).partitions_def
@@ -206,24 +205,17 @@ def _run_months(defs: dg.Definitions, log_file: Path, partitioned: Sequence[dg.A
     if not months:
         say(f"{partitions_def.name}: no observation date: nothing to monitor")
         return False
-    single_run = [k for k in partitioned if graph.get(k).backfill_policy == SINGLE_RUN]
     business = [k for k in partitioned if graph.get(k).group_name == "business"]
-    monitoring = [k for k in partitioned if k not in single_run and k not in business]
-    if single_run and not _execute(
-        defs,
-        log_file,
-        "monthly_backfill_job",
-        single_run,
-        partition_range=(months[0], months[-1]),
+    every_month = [k for k in partitioned if k not in business]
+    assert all(graph.get(k).backfill_policy == SINGLE_RUN for k in every_month), every_month
+    if every_month and not _execute(
+        defs, log_file, "monthly_backfill_job", every_month, partition_range=(months[0], months[-1])
     ):
         say(f"backfill of {months[0]} .. {months[-1]} failed")
         return False
-    steps = [(monitoring, month) for month in months if monitoring]
-    if business:
-        steps += [(business, month) for month in _business_months(graph, business, months)]
-    for keys, month in steps:
-        if not _execute(defs, log_file, "monthly_job", keys, partition_key=month):
-            say(f"monthly job failed for {month}")
+    for month in _business_months(graph, business, months) if business else []:
+        if not _execute(defs, log_file, "business_job", business, partition_key=month):
+            say(f"business decisions failed for {month}")
             return False
     return True
 

@@ -155,6 +155,48 @@ def test_realized_performance_only_once_labels_mature(monitoring_env: Monitoring
     assert "realized_roc_auc" not in immature
 
 
+def test_a_range_of_dates_is_one_run_where_each_date_keeps_its_own_figures(
+    monitoring_env: MonitoringEnv,
+) -> None:
+    """A backfill of three months is one run (single-run backfill policy): every date is scored
+    and reported as if run alone, its materialization carries its own figures, and the checks
+    judge the newest date (the state the retraining sensor acts on)."""
+    months = ["2011-03-01", "2011-04-01", "2011-05-01"]
+    result = monitoring_env.run_job(
+        monitoring_env.spec.key("monitoring_job"),
+        tags={
+            "dagster/asset_partition_range_start": months[0],
+            "dagster/asset_partition_range_end": months[-1],
+        },
+    )
+    assert result.success
+    counts = query(
+        monitoring_env,
+        f"SELECT observation_date::VARCHAR AS day, count(*) AS n FROM {SCORES} "
+        f"WHERE observation_date BETWEEN '{months[0]}' AND '{months[-1]}' GROUP BY 1 ORDER BY 1",
+    )
+    assert counts.rows() == [(m, CUSTOMERS) for m in months]
+    for asset in ("retail_scores", "retail_drift_report", "retail_realized_performance"):
+        events = [
+            e
+            for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(asset)
+        ]
+        assert sorted(str(e.partition) for e in events) == months, asset
+    drift = {
+        str(e.partition): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("retail_drift_report")
+    }
+    for month in months:
+        assert drift[month]["observation_date"] == month
+        assert Path(str(drift[month]["report_path"])).name == f"drift_{month}.html"
+        assert Path(str(drift[month]["report_path"])).exists()
+    (evaluation,) = [c for c in result.get_asset_check_evaluations() if c.check_name == DRIFT_CHECK]
+    assert evaluation.metadata["observation_date"].value == months[-1]
+    assert evaluation.passed == (drift[months[-1]]["status"] != "alert")
+
+
 def _ingest_succeeded(env: MonitoringEnv, tags: dict[str, str]) -> dg.RunStatusSensorContext:
     """A finished run carrying the ingest tags, as the run-status sensor would see it."""
 

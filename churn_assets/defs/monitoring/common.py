@@ -19,6 +19,7 @@ from churn_assets.settings import OWNER_ML
 
 GROUP = "monitoring"
 SCORES_TABLE = "scores"
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 # A month is scored once a month; two missed months means the monitoring loop is broken.
 MONTHLY_FRESHNESS = dg.FreshnessPolicy.time_window(
@@ -35,7 +36,11 @@ def monitoring_asset(
     check_specs: Sequence[dg.AssetCheckSpec] = (),
 ) -> Any:
     """The decorator of a monitoring asset: partitioned by observation date for an events
-    dataset (one snapshot otherwise), the ``duckdb`` pool, the ML owner, the dataset's tags."""
+    dataset (one snapshot otherwise), the ``duckdb`` pool, the ML owner, the dataset's tags.
+
+    A backfill of many observation dates is one run (``BackfillPolicy.single_run``): the
+    champion, its reference and the tables are read once, and each date still gets its own
+    materialization and metadata (:func:`record`)."""
     events = spec.kind == "events"
     return dg.asset(
         name=spec.key(name),
@@ -47,6 +52,7 @@ def monitoring_asset(
         pool="duckdb",
         tags={"layer": "monitoring", "dataset": spec.name},
         freshness_policy=MONTHLY_FRESHNESS if events else None,
+        backfill_policy=SINGLE_RUN if events else None,
         check_specs=list(check_specs),
         description=description,
     )
@@ -59,13 +65,36 @@ def observation_date(spec: DatasetSpec, context: dg.AssetExecutionContext) -> da
     return spec.snap.snapshot_date
 
 
+def observation_dates_of_run(spec: DatasetSpec, context: dg.AssetExecutionContext) -> list[date]:
+    """The observation dates this run materializes, oldest first: one partition, every date of
+    a backfill's range, or the snapshot's fixed date."""
+    if spec.kind == "events":
+        return sorted(date.fromisoformat(key) for key in context.partition_keys)
+    return [spec.snap.snapshot_date]
+
+
+def record(
+    spec: DatasetSpec, context: dg.AssetExecutionContext, day: date, metadata: dict[str, Any]
+) -> None:
+    """The metadata of one observation date's materialization (in a range, each its own)."""
+    context.add_asset_metadata(
+        metadata, partition_key=day.isoformat() if spec.kind == "events" else None
+    )
+
+
 def features_input(spec: DatasetSpec) -> str:
     return "features_monthly" if spec.kind == "events" else "fct_snapshot_features"
 
 
-def read_at(duckdb: DuckDBResource, table: str, day: date) -> pl.DataFrame:
+def read_at(duckdb: DuckDBResource, table: str, days: Sequence[date]) -> dict[date, pl.DataFrame]:
+    """The rows of each observation date (empty frames for dates without rows), in one query."""
     with duckdb.connect(read_only=True) as con:
-        return con.sql(f"SELECT * FROM {table} WHERE observation_date = ?", params=[day]).pl()
+        rows = con.sql(
+            f"SELECT * FROM {table} WHERE observation_date IN ({', '.join('?' * len(days))})",
+            params=list(days),
+        ).pl()
+    parts = rows.partition_by("observation_date", as_dict=True, include_key=True)
+    return {day: parts.get((day,), rows.clear()) for day in days}
 
 
 @dataclass(frozen=True)

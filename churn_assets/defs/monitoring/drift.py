@@ -2,6 +2,7 @@
 training set (the only reference drift means something against)."""
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     features_input,
     monitoring_asset,
-    observation_date,
+    observation_dates_of_run,
     read_at,
+    record,
     reference,
 )
 from churn_assets.lib import registry_models as registry
@@ -156,6 +158,61 @@ def log_to_mlflow(
         return run.info.run_id
 
 
+def drift_of_date(
+    spec: DatasetSpec,
+    day: date,
+    scores: pl.DataFrame,
+    features: pl.DataFrame,
+    config: DriftConfig,
+    settings: ChurnSettings,
+    mlflow: MLflowResource,
+    notifier: AlertNotifier,
+) -> dict[str, Any]:
+    """One observation date: summary, HTML report, MLflow run, alert; returns the check's
+    figures plus the date's materialization metadata (under ``materialization``)."""
+    if scores.is_empty():
+        raise dg.Failure(f"no scores at {day}: materialize {spec.key(SCORES_TABLE)} first")
+    current = features.join(scores.select("customer_id", "churn_probability"), on="customer_id")
+    versions = scores["model_version"].unique().to_list()
+    if len(versions) != 1:
+        raise dg.Failure(f"{day}: scores from several model versions {versions}; re-score")
+    model = registry.load_model_version(spec.name, str(versions[0]))
+    summary = compute_drift(spec, day.isoformat(), current, model, config)
+    figures = plots(summary)
+    path = write_report(
+        summary,
+        spec.name,
+        Path(settings.reports_dir) / spec.name / "drift" / f"drift_{day.isoformat()}.html",
+        figures,
+    )
+    run_id = log_to_mlflow(mlflow, spec, summary, path)
+    outcome: dict[str, Any] = {
+        "observation_date": day.isoformat(),
+        "model_name": summary.model_name,
+        "model_version": model.version,
+        "training_set": summary.training_set,
+        "status": summary.status,
+        "share_drifted": round(summary.share_drifted, 4),
+        "score_psi": round(summary.score.psi, 4) if summary.score else 0.0,
+        "drifted_features": ", ".join(summary.drifted_features) or "none",
+        "customers_scored": summary.current_rows,
+        "volume_change": round(summary.volume_change, 4),
+    }
+    if summary.status == "alert":
+        notifier.notify(f"{spec.name}_drift_alert", {**outcome, "report": str(path)})
+    plotted = {f"{name}.png": png for name, png in list(figures.items())[:PLOTTED_IN_UI]}
+    return {
+        **outcome,
+        "materialization": {
+            **outcome,
+            "drift_table": metadata.table(drift_frame(summary)),
+            "plots": metadata.plots(plotted),
+            **metadata.report_links(settings, "report", path),
+            "mlflow_run_id": run_id,
+        },
+    }
+
+
 def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
     name = spec.key("drift_report")
 
@@ -186,58 +243,40 @@ def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
         mlflow: MLflowResource,
         notifier: AlertNotifier,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        day = observation_date(spec, context)
-        scores = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", day)
-        if scores.is_empty():
-            raise dg.Failure(f"no scores at {day}: materialize {spec.key(SCORES_TABLE)} first")
-        features = read_at(duckdb, spec.scoring_table, day)
-        current = features.join(scores.select("customer_id", "churn_probability"), on="customer_id")
-        versions = scores["model_version"].unique().to_list()
-        if len(versions) != 1:
-            raise dg.Failure(f"{day}: scores from several model versions {versions}; re-score")
-        model = registry.load_model_version(spec.name, str(versions[0]))
-        summary = compute_drift(spec, day.isoformat(), current, model, config)
-        figures = plots(summary)
-        path = write_report(
-            summary,
-            spec.name,
-            Path(settings.reports_dir) / spec.name / "drift" / f"drift_{day.isoformat()}.html",
-            figures,
-        )
-        run_id = log_to_mlflow(mlflow, spec, summary, path)
-        alert = summary.status == "alert"
-        check_metadata: dict[str, Any] = {
-            "observation_date": day.isoformat(),
-            "model_name": summary.model_name,
-            "model_version": model.version,
-            "status": summary.status,
-            "share_drifted": round(summary.share_drifted, 4),
-            "score_psi": round(summary.score.psi, 4) if summary.score else 0.0,
-            "drifted_features": ", ".join(summary.drifted_features) or "none",
-            "customers_scored": summary.current_rows,
-            "volume_change": round(summary.volume_change, 4),
-        }
-        if alert:
-            notifier.notify(f"{spec.name}_drift_alert", {**check_metadata, "report": str(path)})
-        context.log.info(
-            f"{day}: drift {summary.status}, share drifted {summary.share_drifted:.0%}"
-        )
-        plotted = {f"{name}.png": png for name, png in list(figures.items())[:PLOTTED_IN_UI]}
-        yield dg.MaterializeResult(
-            metadata={
-                **check_metadata,
-                "drift_table": metadata.table(drift_frame(summary)),
-                "plots": metadata.plots(plotted),
-                **metadata.report_links(settings, "report", path),
-                "mlflow_run_id": run_id,
-            }
-        )
+        """Each observation date of the run gets its report; the check judges the newest (the
+        state the retraining sensor acts on) and lists older alerting dates."""
+        days = observation_dates_of_run(spec, context)
+        scores_by_day = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", days)
+        features_by_day = read_at(duckdb, spec.scoring_table, days)
+        outcomes: list[dict[str, Any]] = []
+        for day in days:
+            outcomes.append(
+                drift_of_date(
+                    spec,
+                    day,
+                    scores_by_day[day],
+                    features_by_day[day],
+                    config,
+                    settings,
+                    mlflow,
+                    notifier,
+                )
+            )
+            context.log.info(
+                f"{day}: drift {outcomes[-1]['status']}, "
+                f"share drifted {outcomes[-1]['share_drifted']:.0%}"
+            )
+            record(spec, context, day, outcomes[-1].pop("materialization"))
+        newest = outcomes[-1]
+        older_alerts = [o["observation_date"] for o in outcomes[:-1] if o["status"] == "alert"]
+        yield dg.MaterializeResult()
         yield dg.AssetCheckResult(
             check_name=DRIFT_CHECK,
-            passed=not alert,
+            passed=newest["status"] != "alert",
             severity=dg.AssetCheckSeverity.WARN,
-            metadata=check_metadata,
-            description=f"drift {summary.status} vs training set {summary.training_set}",
+            metadata={**newest, "older_dates_alerting": ", ".join(older_alerts) or "none"},
+            description=f"drift {newest['status']} at {newest['observation_date']} vs training "
+            f"set {newest['training_set']}",
         )
 
     return drift_report

@@ -2,6 +2,7 @@
 happened (events datasets only; a snapshot's labels are the ones the model trained on)."""
 
 from collections.abc import Iterator, Sequence
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -12,8 +13,9 @@ from sklearn.metrics import roc_auc_score
 from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     monitoring_asset,
-    observation_date,
+    observation_dates_of_run,
     read_at,
+    record,
 )
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
@@ -45,6 +47,47 @@ def evaluation_metrics(
     return {name: metrics[name] for name in names if name in metrics}
 
 
+def performance_of_date(
+    spec: DatasetSpec,
+    day: date,
+    labels: pl.DataFrame,
+    scores: pl.DataFrame,
+    auc_drop_alert: float,
+) -> dict[str, Any]:
+    """Realized figures of one observation date against the scoring model's evaluation."""
+    base: dict[str, Any] = {"observation_date": day.isoformat(), "customers": labels.height}
+    if labels.is_empty() or not labels["is_mature"].all():
+        return {**base, "status": "immature"}
+    if scores.is_empty():
+        raise dg.Failure(f"{day}: labels are mature but the date was never scored")
+    joined = scores.join(labels.select("customer_id", "churned"), on="customer_id")
+    y = joined["churned"].cast(pl.Int8).to_numpy()
+    p = joined["churn_probability"].to_numpy()
+    if joined.is_empty() or len(np.unique(y)) < 2:
+        raise dg.Failure(f"{day}: mature but {joined.height} labelled rows with one class only")
+    version = str(joined["model_version"][0])
+    evaluation = evaluation_metrics(spec.name, version)
+    realized_auc = float(roc_auc_score(y, p))
+    realized_lift, capture = top_decile(y, p)
+    eval_auc = evaluation.get("roc_auc")
+    auc_drop = None if eval_auc is None else eval_auc - realized_auc
+    decayed = auc_drop is not None and auc_drop > auc_drop_alert
+    return {
+        **base,
+        "status": "decayed" if decayed else "mature",
+        "model_name": registry.registered_model_name(spec.name),
+        "model_version": version,
+        "labelled_customers": joined.height,
+        "realized_churn_rate": round(float(y.mean()), 4),
+        "realized_roc_auc": round(realized_auc, 4),
+        "realized_top_decile_lift": round(realized_lift, 3),
+        "realized_top_decile_capture": round(capture, 4),
+        "evaluation_roc_auc": None if eval_auc is None else round(eval_auc, 4),
+        "evaluation_top_decile_lift": evaluation.get("top_decile_lift"),
+        "roc_auc_drop": None if auc_drop is None else round(auc_drop, 4),
+    }
+
+
 def build_performance(spec: DatasetSpec) -> dg.AssetsDefinition:
     name = spec.key("realized_performance")
 
@@ -74,56 +117,31 @@ def build_performance(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Labels are known once T + horizon has passed in the *data* (newest event), which the
         monthly feature table records per row (``is_mature``): replayed months report
-        ``immature`` until enough later months have arrived."""
-        day = observation_date(spec, context)
-        labels = read_at(duckdb, spec.scoring_table, day).select(
-            "customer_id", "churned", "is_mature"
-        )
-        base: dict[str, Any] = {"observation_date": day.isoformat(), "customers": labels.height}
-        if labels.is_empty() or not labels["is_mature"].all():
-            context.log.info(f"{day}: labels immature")
-            yield dg.MaterializeResult(metadata={**base, "status": "immature"})
-            yield dg.AssetCheckResult(
-                check_name=DECAY_CHECK, passed=True, metadata={**base, "status": "immature"}
+        ``immature`` until enough later months have arrived. The check judges the newest
+        matured date of the run and lists older decayed ones."""
+        days = observation_dates_of_run(spec, context)
+        labels_by_day = read_at(duckdb, spec.scoring_table, days)
+        scores_by_day = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", days)
+        results = []
+        for day in days:
+            results.append(
+                performance_of_date(
+                    spec, day, labels_by_day[day], scores_by_day[day], config.auc_drop_alert
+                )
             )
-            return
-        scores = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", day)
-        if scores.is_empty():
-            raise dg.Failure(f"{day}: labels are mature but the date was never scored")
-        joined = scores.join(labels, on="customer_id")
-        y = joined["churned"].cast(pl.Int8).to_numpy()
-        p = joined["churn_probability"].to_numpy()
-        if joined.is_empty() or len(np.unique(y)) < 2:
-            raise dg.Failure(f"{day}: mature but {joined.height} labelled rows with one class only")
-        version = str(joined["model_version"][0])
-        evaluation = evaluation_metrics(spec.name, version)
-        realized_auc = float(roc_auc_score(y, p))
-        realized_lift, capture = top_decile(y, p)
-        eval_auc = evaluation.get("roc_auc")
-        auc_drop = None if eval_auc is None else eval_auc - realized_auc
-        decayed = auc_drop is not None and auc_drop > config.auc_drop_alert
-        result: dict[str, Any] = {
-            **base,
-            "status": "decayed" if decayed else "mature",
-            "model_name": registry.registered_model_name(spec.name),
-            "model_version": version,
-            "labelled_customers": joined.height,
-            "realized_churn_rate": round(float(y.mean()), 4),
-            "realized_roc_auc": round(realized_auc, 4),
-            "realized_top_decile_lift": round(realized_lift, 3),
-            "realized_top_decile_capture": round(capture, 4),
-            "evaluation_roc_auc": None if eval_auc is None else round(eval_auc, 4),
-            "evaluation_top_decile_lift": evaluation.get("top_decile_lift"),
-            "roc_auc_drop": None if auc_drop is None else round(auc_drop, 4),
-        }
-        if decayed:
-            notifier.notify(f"{spec.name}_performance_decay", result)
-        yield dg.MaterializeResult(metadata=result)
+            if results[-1]["status"] == "decayed":
+                notifier.notify(f"{spec.name}_performance_decay", results[-1])
+            context.log.info(f"{day}: labels {results[-1]['status']}")
+            record(spec, context, day, results[-1])
+        matured = [r for r in results if r["status"] != "immature"]
+        judged = matured[-1] if matured else results[-1]
+        older_decayed = [r["observation_date"] for r in matured[:-1] if r["status"] == "decayed"]
+        yield dg.MaterializeResult()
         yield dg.AssetCheckResult(
             check_name=DECAY_CHECK,
-            passed=not decayed,
+            passed=judged["status"] != "decayed",
             severity=dg.AssetCheckSeverity.WARN,
-            metadata=result,
+            metadata={**judged, "older_dates_decayed": ", ".join(older_decayed) or "none"},
         )
 
     return realized_performance

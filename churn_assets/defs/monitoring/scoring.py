@@ -1,6 +1,7 @@
 """Batch scoring: the champion scores every customer at an observation date."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -11,8 +12,9 @@ from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     features_input,
     monitoring_asset,
-    observation_date,
+    observation_dates_of_run,
     read_at,
+    record,
     reference,
 )
 from churn_assets.lib import registry_models as registry
@@ -46,6 +48,33 @@ def score_frame(model: registry.Champion, features: pl.DataFrame, day: object) -
     )
 
 
+def score_metadata(
+    spec: DatasetSpec, model: registry.Champion, scored: pl.DataFrame
+) -> dict[str, Any]:
+    """One observation date's scores at a glance: volume, mean risk and the riskiest rows."""
+    probabilities = scored["churn_probability"].to_numpy()
+    top = scored.sort("churn_probability", descending=True).head(20)
+    return {
+        "dagster/row_count": scored.height,
+        "model_version": model.version,
+        "training_set_version": model.training_set_version,
+        "mean_churn_probability": round(float(np.mean(probabilities)), 4),
+        "customers_in_top_decile": int((scored["risk_decile"] == 10).sum()),
+        "table": f"{spec.db_schema('monitoring')}.{SCORES_TABLE}",
+        "riskiest_customers": metadata.table(
+            top.select(
+                "customer_id",
+                "churn_probability",
+                "risk_decile",
+                "driver_1",
+                "driver_1_shap",
+                "driver_2",
+                "driver_3",
+            )
+        ),
+    }
+
+
 def build_scores(spec: DatasetSpec) -> dg.AssetsDefinition:
     table = spec.scoring_table
 
@@ -62,55 +91,35 @@ def build_scores(spec: DatasetSpec) -> dg.AssetsDefinition:
     def scores(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource, mlflow: MLflowResource
     ) -> dg.MaterializeResult:
-        day = observation_date(spec, context)
+        days = observation_dates_of_run(spec, context)
         model = registry.load_champion(spec.name)
         if model is None:
             raise dg.Failure(
                 f"no champion for {registry.registered_model_name(spec.name)}: materialize the "
                 "training group first (the promotion gate makes the first sane model champion)"
             )
-        features = read_at(duckdb, table, day)
-        if features.is_empty():
-            raise dg.Failure(f"no customers to score at {day} in {table}")
-        missing = sorted(set(model.features) - set(features.columns))
+        features_by_day = read_at(duckdb, table, days)
+        missing = sorted(set(model.features) - set(features_by_day[days[0]].columns))
         if missing:
             raise dg.Failure(
                 f"champion v{model.version} needs features absent from {table}: {missing}; "
                 "retrain (the feature declarations changed) or restore the feature store"
             )
-        scored = score_frame(model, features, day)
+        scored: list[pl.DataFrame] = []
+        for day, features in features_by_day.items():
+            if features.is_empty():
+                raise dg.Failure(f"no customers to score at {day} in {table}")
+            scored.append(score_frame(model, features, day))
+            record(spec, context, day, score_metadata(spec, model, scored[-1]))
         with duckdb.connect() as con:
             replace_rows(
                 con,
                 spec.db_schema("monitoring"),
                 SCORES_TABLE,
-                scored,
-                "observation_date = ?",
-                [day],
+                pl.concat(scored),
+                f"observation_date IN ({', '.join('?' * len(days))})",
+                days,
             )
-        probabilities = scored["churn_probability"].to_numpy()
-        top = scored.sort("churn_probability", descending=True).head(20)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": scored.height,
-                "model_version": model.version,
-                "training_set_version": model.training_set_version,
-                "mean_churn_probability": round(float(np.mean(probabilities)), 4),
-                "customers_in_top_decile": int((scored["risk_decile"] == 10).sum()),
-                "table": f"{spec.db_schema('monitoring')}.{SCORES_TABLE}",
-                "riskiest_customers": metadata.table(
-                    top.select(
-                        "customer_id",
-                        "churn_probability",
-                        "risk_decile",
-                        "driver_1",
-                        "driver_1_shap",
-                        "driver_2",
-                        "driver_3",
-                    )
-                ),
-            },
-            tags={"churn/model_version": model.version},
-        )
+        return dg.MaterializeResult(tags={"churn/model_version": model.version})
 
     return scores
