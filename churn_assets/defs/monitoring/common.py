@@ -86,7 +86,13 @@ def features_input(spec: DatasetSpec) -> str:
     return "features_monthly" if spec.kind == "events" else "fct_snapshot_features"
 
 
-def read_at(duckdb: DuckDBResource, table: str, days: Sequence[date]) -> dict[date, pl.DataFrame]:
+def read_at(duckdb: DuckDBResource, table: str, day: date) -> pl.DataFrame:
+    return read_dates(duckdb, table, [day])[day]
+
+
+def read_dates(
+    duckdb: DuckDBResource, table: str, days: Sequence[date]
+) -> dict[date, pl.DataFrame]:
     """The rows of each observation date (empty frames for dates without rows), in one query."""
     with duckdb.connect(read_only=True) as con:
         rows = con.sql(

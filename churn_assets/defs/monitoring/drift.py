@@ -16,7 +16,7 @@ from churn_assets.defs.monitoring.common import (
     features_input,
     monitoring_asset,
     observation_dates_of_run,
-    read_at,
+    read_dates,
     record,
     reference,
 )
@@ -246,8 +246,8 @@ def build_drift(spec: DatasetSpec) -> dg.AssetsDefinition:
         """Each observation date of the run gets its report; the check judges the newest (the
         state the retraining sensor acts on) and lists older alerting dates."""
         days = observation_dates_of_run(spec, context)
-        scores_by_day = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", days)
-        features_by_day = read_at(duckdb, spec.scoring_table, days)
+        scores_by_day = read_dates(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", days)
+        features_by_day = read_dates(duckdb, spec.scoring_table, days)
         outcomes: list[dict[str, Any]] = []
         for day in days:
             outcomes.append(

@@ -14,7 +14,7 @@ from churn_assets.defs.monitoring.common import (
     SCORES_TABLE,
     monitoring_asset,
     observation_dates_of_run,
-    read_at,
+    read_dates,
     record,
 )
 from churn_assets.lib import registry_models as registry
@@ -120,8 +120,8 @@ def build_performance(spec: DatasetSpec) -> dg.AssetsDefinition:
         ``immature`` until enough later months have arrived. The check judges the newest
         matured date of the run and lists older decayed ones."""
         days = observation_dates_of_run(spec, context)
-        labels_by_day = read_at(duckdb, spec.scoring_table, days)
-        scores_by_day = read_at(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", days)
+        labels_by_day = read_dates(duckdb, spec.scoring_table, days)
+        scores_by_day = read_dates(duckdb, f"{spec.db_schema('monitoring')}.{SCORES_TABLE}", days)
         results = []
         for day in days:
             results.append(

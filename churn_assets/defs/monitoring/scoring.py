@@ -13,7 +13,7 @@ from churn_assets.defs.monitoring.common import (
     features_input,
     monitoring_asset,
     observation_dates_of_run,
-    read_at,
+    read_dates,
     record,
     reference,
 )
@@ -98,7 +98,7 @@ def build_scores(spec: DatasetSpec) -> dg.AssetsDefinition:
                 f"no champion for {registry.registered_model_name(spec.name)}: materialize the "
                 "training group first (the promotion gate makes the first sane model champion)"
             )
-        features_by_day = read_at(duckdb, table, days)
+        features_by_day = read_dates(duckdb, table, days)
         missing = sorted(set(model.features) - set(features_by_day[days[0]].columns))
         if missing:
             raise dg.Failure(
