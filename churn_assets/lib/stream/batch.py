@@ -69,4 +69,6 @@ def read_batch(
         raise BatchNotBuilt(f"{spec.name}: the tile tables are not built yet ({exc})") from exc
     if first[0] is None:
         raise BatchNotBuilt(f"{spec.name}: the raw events table is empty")
-    return BatchState(as_of=as_of, first_day=first[0], tiles=tiles, products=products, source=source)
+    return BatchState(
+        as_of=as_of, first_day=first[0], tiles=tiles, products=products, source=source
+    )

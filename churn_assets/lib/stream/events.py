@@ -96,7 +96,7 @@ def encode(row: Mapping[str, Any]) -> dict[str, str]:
     return fields
 
 
-def _text(fields: Mapping[bytes | str, bytes | str], name: str) -> str | None:
+def _text(fields: Mapping[Any, Any], name: str) -> str | None:
     value = fields.get(name)
     if value is None:
         value = fields.get(name.encode())
@@ -105,8 +105,9 @@ def _text(fields: Mapping[bytes | str, bytes | str], name: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def decode(fields: Mapping[bytes | str, bytes | str]) -> StreamEvent:
-    """A stream entry as an event; :class:`MalformedEvent` says what is wrong with it."""
+def decode(fields: Mapping[Any, Any]) -> StreamEvent:
+    """A stream entry (bytes or text fields) as an event; :class:`MalformedEvent` says what is
+    wrong with it."""
     missing = [name for name in REQUIRED_FIELDS if not _text(fields, name)]
     if missing:
         raise MalformedEvent(f"missing field(s) {', '.join(missing)}")

@@ -373,7 +373,7 @@ def stream_events(
     order, decoded; None for an entry that is not a valid event (the worker dead-letters it)."""
     start = after if after == "-" else f"({after}"
     while True:
-        entries = redis.xrange(events_key(dataset), min=start, max="+", count=READ_CHUNK)
+        entries: Any = redis.xrange(events_key(dataset), min=start, max="+", count=READ_CHUNK)
         for entry_id, fields in entries:
             try:
                 yield _text(entry_id), decode(fields)
@@ -389,7 +389,8 @@ def replay(
 ) -> tuple[int, str, set[str]]:
     """Apply the events of the stream at or after the version's as-of (from entry ``after``)
     to it: the events applied, the last entry id read, and the customers touched."""
-    applied, last, touched = 0, after, set()
+    applied, last = 0, after
+    touched: set[str] = set()
     batch: list[StreamEvent] = []
 
     def flush() -> int:

@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 
 import polars as pl
 
@@ -188,7 +189,7 @@ def derive(state: CustomerState, t: date, knobs: Knobs) -> dict[str, Value] | No
         }
     first, last = purchase_days[0], purchase_days[-1]
     recency, tenure = end - last, end - first
-    gaps = [b - a for a, b in zip(purchase_days, purchase_days[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(purchase_days)]
     n_gaps = len(gaps)
     gap_sum = float(last - first)
     gap_sq = float(sum(g * g for g in gaps))

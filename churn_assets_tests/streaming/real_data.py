@@ -1,0 +1,199 @@
+"""The batch side of the stream parity runs, built from the bundled data by the real code.
+
+:func:`build_batch` loads the retail archive through its contract into ``retail_raw.events``
+and runs the project's dbt models on it (the feature store ``make run`` builds, for a few
+observation dates); :func:`register_champion_from_batch` trains a small XGBoost on the matured
+months of that feature table (``training_query``, as the training-set asset does) and makes it
+the registry's champion; :func:`batch_scores` scores a month as the batch scores asset does
+(``score_frame``). :class:`FaultyWorkers` runs worker processes and SIGKILLs them mid-stream.
+The parity test and ``benchmarks/stream.py`` share all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from churn_assets.defs.features.project import dbt_resource
+from churn_assets.defs.features.training_sets import training_query
+from churn_assets.defs.monitoring.scoring import score_frame
+from churn_assets.lib import registry_models as registry
+from churn_assets.lib.contracts import read_file
+from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.duckdb_io import replace_tables
+from churn_assets.lib.features_dbt import dbt_vars, vars_arg
+from churn_assets.lib.features_registry import feature_set
+from churn_assets.lib.stream import state as store
+from churn_assets.lib.training_set import TrainingSet, unsupported_features
+from churn_assets.resources import MLflowResource
+from churn_assets_tests.serving.fixtures import XGB_PARAMS, register_champion
+
+OBSERVATION = (date(2011, 5, 1), date(2011, 12, 1))
+"""Observation dates of the batch build: matured labels up to 2011-09 to train on, and the
+month the parity is checked at."""
+PARITY_DATE = date(2011, 12, 1)
+
+
+def build_batch(spec: DatasetSpec, root: Path) -> Path:
+    """``<root>/churn.duckdb`` with the real raw events and the dbt feature tables."""
+    path = root / "churn.duckdb"
+    frame = read_file(spec, spec.source_files()[0])
+    with duckdb.connect(str(path)) as con:
+        replace_tables(con, spec.db_schema("raw"), {spec.raw_table: frame})
+    variables = dbt_vars(spec, str(path), OBSERVATION)
+    dbt_resource(spec.name).cli(
+        ["run", "--quiet", *vars_arg(variables)], target_path=root / "dbt_target"
+    ).wait()
+    return path
+
+
+def register_champion_from_batch(
+    spec: DatasetSpec, duckdb_path: Path, root: Path
+) -> tuple[MLflowResource, str]:
+    """A small XGBoost on the matured months, registered as ``churn-<ds>@champion``."""
+    resource = MLflowResource(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
+    )
+    resource.configure()
+    features = feature_set(spec)
+    with duckdb.connect(str(duckdb_path), read_only=True) as con:
+        frame = con.sql(training_query(spec, features)).pl()
+    excluded = unsupported_features(frame, features.names)
+    path = root / "training_set"
+    path.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path / "training_set.parquet")
+    ts = TrainingSet(
+        spec.name,
+        "parity",
+        path,
+        tuple(n for n in features.numeric if n not in excluded),
+        tuple(n for n in features.categorical if n not in excluded),
+        excluded_features=excluded,
+    )
+    version, _ = register_champion(resource, spec.name, ts, XGB_PARAMS)
+    return resource, version
+
+
+def batch_features(spec: DatasetSpec, duckdb_path: Path, day: date) -> pl.DataFrame:
+    with duckdb.connect(str(duckdb_path), read_only=True) as con:
+        return con.sql(
+            f"SELECT * FROM {spec.db_schema('features')}.fct_features WHERE observation_date = ?",
+            params=[day],
+        ).pl()
+
+
+def batch_scores(spec: DatasetSpec, features: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The champion's batch scores of ``features`` (the scores asset's own function)."""
+    champion = registry.load_champion(spec.name)
+    assert champion is not None
+    return score_frame(champion, features, day)
+
+
+def latest_scores(client: Any, dataset: str) -> dict[str, dict[str, str]]:
+    """The newest score entry of every customer in the scores stream."""
+    out: dict[str, dict[str, str]] = {}
+    start = "-"
+    while True:
+        chunk = client.xrange(store.scores_key(dataset), min=start, max="+", count=5000)
+        for _, fields in chunk:
+            entry = {k.decode(): v.decode() for k, v in fields.items()}
+            out[entry["customer_id"]] = entry
+        if len(chunk) < 5000:
+            return out
+        start = "(" + chunk[-1][0].decode()
+
+
+def group_backlog(client: Any, dataset: str) -> int:
+    """Entries not yet acknowledged: never delivered (lag) plus pending."""
+    for group in client.xinfo_groups(store.events_key(dataset)):
+        if group["name"].decode() == store.GROUP:
+            return int(group["lag"] or 0) + int(group["pending"])
+    return client.xlen(store.events_key(dataset))
+
+
+@dataclass
+class FaultyWorkers:
+    """Worker processes (``python -m churn_assets.streaming``) that get SIGKILLed mid-stream.
+
+    A kill restarts the worker under the same consumer name (it re-reads its own pending
+    entries) or, every other time, under a new one, so that the dead consumer's entries are
+    only recovered by another consumer's XAUTOCLAIM.
+    """
+
+    dataset: str
+    env: dict[str, str]
+    log_dir: Path
+    consumers: int = 1
+    seed: int = 0
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    kills: int = 0
+    _names: int = 0
+
+    def start(self, name: str | None = None) -> str:
+        if name is None:
+            self._names += 1
+            name = f"worker-{self._names}"
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "churn_assets.streaming", "--dataset", self.dataset,
+             "--consumer", name, "--exit-when-idle", "600"],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        return name
+
+    def start_all(self) -> None:
+        for _ in range(self.consumers):
+            self.start()
+
+    def kill_at_random(
+        self, backlog: Callable[[], int], kills: int, timeout_seconds: float = 600
+    ) -> None:
+        """SIGKILL a running worker ``kills`` times, each after the backlog shrank by a random
+        amount (so every kill lands while events are being processed), then restart it."""
+        rng = random.Random(self.seed)
+        deadline = time.monotonic() + timeout_seconds
+        for kill in range(kills):
+            remaining = backlog()
+            target = remaining - rng.randint(1, max(1, remaining // (kills - kill + 1)))
+            while backlog() > max(target, 0):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the workers made no progress")
+                time.sleep(0.01)
+            name = rng.choice(sorted(self.processes))
+            self.processes.pop(name).send_signal(signal.SIGKILL)
+            self.kills += 1
+            self.start(name if kill % 2 == 0 else None)
+
+    def wait_drained(self, backlog: Callable[[], int], timeout_seconds: float = 600) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while backlog() > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{backlog()} entries still unprocessed")
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
