@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
@@ -60,6 +60,27 @@ def risk_key(dataset: str) -> str:
 def observation_after(moment: datetime) -> date:
     """The first observation date (month start) T with ``moment < T``."""
     return month_after(moment.date())
+
+
+class ChampionSource(Protocol):
+    """Where the worker's model comes from: the registry in service, a fixed model in tests."""
+
+    def version(self) -> str | None: ...
+
+    def load(self, version: str) -> ServedModel: ...
+
+
+@dataclass(frozen=True)
+class RegistryChampion:
+    """The registry's ``@champion`` of a dataset, warmed up as the API serves it."""
+
+    dataset: str
+
+    def version(self) -> str | None:
+        return registry.champion_version(self.dataset)
+
+    def load(self, version: str) -> ServedModel:
+        return load_served_model(self.dataset, version)
 
 
 @dataclass
@@ -101,14 +122,14 @@ class Worker:
         spec: DatasetSpec,
         config: StreamConfig,
         notifier: AlertNotifier,
-        load_model: Callable[[str, str], ServedModel] = load_served_model,
+        champion: ChampionSource | None = None,
     ) -> None:
         self.redis = client
         self.spec = spec
         self.dataset = spec.name
         self.config = config
         self.notifier = notifier
-        self.load_model = load_model
+        self.champion = champion or RegistryChampion(spec.name)
         self.model: ServedModel | None = None
         self.meta = store.live_meta(client, spec.name)
         self.knobs = Knobs.of(spec, self.meta.first_day)
@@ -140,9 +161,9 @@ class Worker:
             return
         self._model_checked = now
         try:
-            wanted = registry.champion_version(self.dataset)
+            wanted = self.champion.version()
             if wanted is not None and (self.model is None or self.model.version != wanted):
-                self.model = self.load_model(self.dataset, wanted)
+                self.model = self.champion.load(wanted)
                 log.info("%s: scoring with champion v%s", self.dataset, wanted)
         except Exception:  # the registry being down must not stop the features
             log.exception("%s: loading the champion failed; keeping the current one", self.dataset)
