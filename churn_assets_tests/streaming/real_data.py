@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,15 +36,23 @@ from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.duckdb_io import replace_tables
 from churn_assets.lib.features_dbt import dbt_vars, vars_arg
 from churn_assets.lib.features_registry import feature_set
+from churn_assets.lib.online_store import Mismatch
 from churn_assets.lib.stream import state as store
+from churn_assets.lib.stream.compare import compare_features
+from churn_assets.lib.stream.events import encode
+from churn_assets.lib.stream.tiles import Knobs, derive_frame
 from churn_assets.lib.training_set import TrainingSet, unsupported_features
 from churn_assets.resources import MLflowResource
+from churn_assets.streaming.bootstrap import bootstrap
+from churn_assets.streaming.producer import publish
 from churn_assets_tests.serving.fixtures import XGB_PARAMS, register_champion
+from churn_assets_tests.training.fixtures import mlflow_template
 
 OBSERVATION = (date(2011, 5, 1), date(2011, 12, 1))
 """Observation dates of the batch build: matured labels up to 2011-09 to train on, and the
 month the parity is checked at."""
 PARITY_DATE = date(2011, 12, 1)
+SCORE_TOLERANCE = 1e-6
 
 
 def build_batch(spec: DatasetSpec, root: Path) -> Path:
@@ -62,7 +71,9 @@ def build_batch(spec: DatasetSpec, root: Path) -> Path:
 def register_champion_from_batch(
     spec: DatasetSpec, duckdb_path: Path, root: Path
 ) -> tuple[MLflowResource, str]:
-    """A small XGBoost on the matured months, registered as ``churn-<ds>@champion``."""
+    """A small XGBoost on the matured months, registered as ``churn-<ds>@champion`` (the
+    MLflow store starts as a copy of the migrated template: creating one costs seconds)."""
+    shutil.copyfile(mlflow_template(root.parent), root / "mlflow.db")
     resource = MLflowResource(
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
     )
@@ -197,3 +208,113 @@ class FaultyWorkers:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes.clear()
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Online against batch at the parity date, after a stream with faults."""
+
+    events: int
+    counted: int
+    applied: int
+    redelivered: int
+    kills: int
+    customers: int
+    feature_mismatches: list[Mismatch]
+    scores: int
+    score_mismatches: list[str]
+    max_score_difference: float
+    stream_seconds: float
+
+    @property
+    def lost(self) -> int:
+        return self.counted - self.applied
+
+    @property
+    def ok(self) -> bool:
+        return not self.feature_mismatches and not self.score_mismatches and self.lost == 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"events published            {self.events:>9,}",
+            f"events counted (staged)     {self.counted:>9,}",
+            f"events applied (exactly)    {self.applied:>9,}   lost {self.lost}",
+            f"redeliveries found applied  {self.redelivered:>9,}   (not counted again)",
+            f"worker SIGKILLs             {self.kills:>9,}",
+            f"customers compared          {self.customers:>9,}   feature mismatches "
+            f"{len(self.feature_mismatches)}",
+            f"scores compared             {self.scores:>9,}   score mismatches "
+            f"{len(self.score_mismatches)} (max |diff| {self.max_score_difference:.2e})",
+            f"stream wall time            {self.stream_seconds:>9.1f} s",
+        ]
+
+
+def stream_with_faults(
+    spec: DatasetSpec,
+    duckdb_path: Path,
+    client: Any,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    start: date,
+    kills: int,
+    consumers: int = 1,
+    seed: int = 0,
+) -> ParityReport:
+    """Bootstrap the online state at ``start`` from the batch, stream the real events from
+    ``start`` to the parity date through worker processes SIGKILLed ``kills`` times, then
+    compare every customer's features and latest score with the batch at the parity date."""
+    bootstrap(client, spec, str(duckdb_path), start)
+    with duckdb.connect(str(duckdb_path), read_only=True) as con:
+        raw = con.sql(
+            f"SELECT * FROM {spec.db_schema('raw')}.{spec.raw_table} "
+            "WHERE event_ts >= ? AND event_ts < ? ORDER BY event_ts",
+            params=[start, PARITY_DATE],
+        ).pl()
+        counted = con.sql(
+            f"SELECT count(*) FROM {spec.db_schema('staging')}.stg_events "
+            "WHERE event_ts >= ? AND event_ts < ?",
+            params=[start, PARITY_DATE],
+        ).fetchall()[0][0]
+    began = time.monotonic()
+    published = publish(client, spec.name, (encode(row) for row in raw.iter_rows(named=True)))
+    workers = FaultyWorkers(spec.name, env, log_dir, consumers=consumers, seed=seed)
+    workers.start_all()
+    try:
+        workers.kill_at_random(lambda: group_backlog(client, spec.name), kills)
+        workers.wait_drained(lambda: group_backlog(client, spec.name))
+    finally:
+        workers.stop()
+    seconds = time.monotonic() - began
+
+    meta = store.live_meta(client, spec.name)
+    ids = store.customers(client, spec.name, meta.version)
+    online = derive_frame(
+        store.read_states(client, spec.name, meta.version, ids),
+        PARITY_DATE,
+        Knobs.of(spec, meta.first_day),
+    )
+    offline = batch_features(spec, duckdb_path, PARITY_DATE)
+    mismatches = compare_features(online, offline, feature_set(spec).features, "customer_id")
+    expected = batch_scores(spec, offline, PARITY_DATE)
+    batch_p = dict(zip(expected["customer_id"], expected["churn_probability"], strict=True))
+    latest = [
+        s for s in latest_scores(client, spec.name).values() if s["as_of"] == str(PARITY_DATE)
+    ]
+    differences = {
+        s["customer_id"]: abs(float(s["probability"]) - batch_p[s["customer_id"]]) for s in latest
+    }
+    stats = client.hgetall(store.stats_key(spec.name))
+    return ParityReport(
+        events=published,
+        counted=int(counted),
+        applied=int(client.scard(f"{store.version_base(spec.name, meta.version)}applied")),
+        redelivered=int(stats.get(b"duplicates", 0)),
+        kills=workers.kills,
+        customers=offline.height,
+        feature_mismatches=mismatches,
+        scores=len(latest),
+        score_mismatches=sorted(c for c, d in differences.items() if d > SCORE_TOLERANCE),
+        max_score_difference=max(differences.values(), default=0.0),
+        stream_seconds=seconds,
+    )
