@@ -53,7 +53,9 @@ def batch_of(events: list[StreamEvent], as_of: date, first_day: date) -> BatchSt
 
 
 @pytest.fixture(scope="session")
-def tiny_champion(tmp_path_factory: pytest.TempPathFactory, specs: dict[str, DatasetSpec]):
+def tiny_champion(
+    tmp_path_factory: pytest.TempPathFactory, specs: dict[str, DatasetSpec]
+) -> ServedModel:
     """A small XGBoost over every retail feature, on random rows, served as v7."""
     features = feature_set(specs["retail"])
     rng = np.random.default_rng(0)
