@@ -7,10 +7,12 @@ One batch of entries (``XREADGROUP COUNT n``) takes three round trips to Redis:
 2. **derive and score** in the worker: each touched customer's features at T, the observation
    date after its newest event in the batch (features "as of now": every event seen before T),
    scored by the champion through the serving scoring core (probability, risk decile, top-3
-   reasons), and the previous probabilities of those customers (for threshold alerts);
+   reasons); one pipelined read gets those customers' previous probabilities (threshold
+   alerts) and the online store's pointer;
 3. **commit**: one MULTI/EXEC appends one score entry per customer (naming the events and
-   stream entries it reflects), the dead letters, the counters and the heartbeat, and
-   acknowledges the entries.
+   stream entries it reflects), writes the customers' new feature rows into the online
+   store's live snapshot (so the API scores them as the stream does), the dead letters, the
+   counters and the heartbeat, and acknowledges the entries.
 
 A crash before step 3 leaves the entries pending: the restarted consumer re-reads them first,
 step 1 finds their ids recorded and changes nothing, and steps 2-3 run again, so features are
@@ -31,12 +33,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+import polars as pl
+
+from churn_assets.lib import online_store
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.months import month_after
 from churn_assets.lib.stream import state as store
 from churn_assets.lib.stream.events import MalformedEvent, StreamEvent, decode
-from churn_assets.lib.stream.tiles import Knobs, derive_frame
+from churn_assets.lib.stream.tiles import CustomerState, Knobs, derive_frame
 from churn_assets.resources import AlertNotifier
 from churn_assets.serving.models import ServedModel, load_served_model
 from churn_assets.serving.scoring import FeatureRows
@@ -133,6 +139,8 @@ class Worker:
         self.model: ServedModel | None = None
         self.meta = store.live_meta(client, spec.name)
         self.knobs = Knobs.of(spec, self.meta.first_day)
+        self.feature_set_version = feature_set(spec).registry_hash
+        self.snapshot: online_store.SnapshotMeta | None = None
         self.processed = 0
         self._rate = _Rate()
         self._model_checked = 0.0
@@ -260,10 +268,11 @@ class Worker:
                 outcome.dropped += 1
             elif event.day < self.meta.as_of_day:
                 outcome.before_state += 1
-        scores = self._score(counted, applied)
+        frames, sources = self._derive(counted, applied)
+        scores = self._score(frames, sources)
         outcome.scored = len(scores)
-        outcome.alerts = self._alert(scores)
-        self._commit(entries, events, dead, scores, outcome)
+        outcome.alerts = self._alert(scores, self._lookups(scores))
+        self._commit(entries, events, dead, frames, scores, outcome)
         return outcome
 
     def _apply(
@@ -285,12 +294,11 @@ class Worker:
                 self.meta = store.live_meta(self.redis, self.dataset)
                 self.knobs = Knobs.of(self.spec, self.meta.first_day)
 
-    def _score(
+    def _derive(
         self, counted: list[tuple[str, StreamEvent]], applied: store.Applied
-    ) -> list[dict[str, str]]:
-        """One score entry per customer with features (a purchase before T)."""
-        if self.model is None or not applied.states:
-            return []
+    ) -> tuple[list[pl.DataFrame], dict[str, tuple[list[str], list[str]]]]:
+        """Features of the touched customers that have some (a purchase before T), one frame
+        per T, and per customer the event ids and entry ids the batch brought."""
         newest: dict[str, datetime] = {}
         sources: dict[str, tuple[list[str], list[str]]] = {}
         for entry_id, event in counted:
@@ -299,24 +307,31 @@ class Worker:
             ids, entry_ids = sources.setdefault(customer, ([], []))
             ids.append(event.event_id)
             entry_ids.append(entry_id)
-        by_date: dict[date, dict[str, Any]] = {}
+        by_date: dict[date, dict[str, CustomerState]] = {}
         for customer, state in applied.states.items():
             by_date.setdefault(observation_after(newest[customer]), {})[customer] = state
+        frames = [derive_frame(states, t, self.knobs) for t, states in by_date.items()]
+        return [f for f in frames if not f.is_empty()], sources
+
+    def _score(
+        self, frames: list[pl.DataFrame], sources: dict[str, tuple[list[str], list[str]]]
+    ) -> list[dict[str, str]]:
+        """One score entry per customer with features."""
+        if self.model is None:
+            return []
         scorer, version = self.model.scorer, self.model.version
         out: list[dict[str, str]] = []
-        for t, states in by_date.items():
-            frame = derive_frame(states, t, self.knobs)
-            if frame.is_empty():
-                continue
+        for frame in frames:
             rows = FeatureRows.from_frame(frame, scorer.numeric, scorer.categorical)
             scores = scorer.score(rows, reasons=scorer.explainer is not None)
             contributions = scores.contributions
             top = [] if contributions is None else scores.top_reasons().tolist()
+            as_of = frame["observation_date"][0].isoformat()
             for i, customer in enumerate(frame["customer_id"].to_list()):
                 ids, entry_ids = sources[customer]
                 entry: dict[str, str] = {
                     "customer_id": customer,
-                    "as_of": t.isoformat(),
+                    "as_of": as_of,
                     "probability": repr(float(scores.probability[i])),
                     "risk_decile": str(int(scores.decile[i])),
                     "model_version": version,
@@ -332,12 +347,24 @@ class Worker:
                 out.append(entry)
         return out
 
-    def _alert(self, scores: list[dict[str, str]]) -> int:
+    def _lookups(self, scores: list[dict[str, str]]) -> list[Any]:
+        """One round trip: the scored customers' previous probabilities (alerts), and the
+        online store's live snapshot, re-read only when its pointer moved."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(online_store.pointer_key(self.dataset))
+        if scores:
+            pipe.hmget(risk_key(self.dataset), [s["customer_id"] for s in scores])
+        pointer, *previous = pipe.execute()
+        version = None if pointer is None else pointer.decode()
+        if version != (None if self.snapshot is None else self.snapshot.version):
+            meta = online_store.current_meta(self.redis, self.dataset)
+            fits = meta is not None and meta.feature_set_version == self.feature_set_version
+            self.snapshot = meta if fits else None
+        return previous[0] if previous else []
+
+    def _alert(self, scores: list[dict[str, str]], previous: list[Any]) -> int:
         """Notify for every customer whose probability reached the threshold from below."""
-        if not scores:
-            return 0
         threshold = self.config.alert_threshold
-        previous = self.redis.hmget(risk_key(self.dataset), [s["customer_id"] for s in scores])
         sent = 0
         for score, before in zip(scores, previous, strict=True):
             if float(score["probability"]) >= threshold and (
@@ -353,11 +380,17 @@ class Worker:
         entries: Sequence[Entry],
         events: list[tuple[str, StreamEvent]],
         dead: list[tuple[str, dict[bytes, bytes], str]],
+        frames: list[pl.DataFrame],
         scores: list[dict[str, str]],
         outcome: Outcome,
     ) -> None:
-        """Scores, dead letters, counters, heartbeat and the acknowledgement, all or nothing."""
+        """Scores, online-store rows, dead letters, counters, heartbeat and the
+        acknowledgement, all or nothing."""
         pipe = self.redis.pipeline(transaction=True)
+        if self.snapshot is not None:
+            for frame in frames:
+                as_of = frame["observation_date"].dt.to_string("%Y-%m-%d").to_list()
+                online_store.stage_rows(pipe, self.snapshot, frame, as_of)
         for score in scores:
             pipe.xadd(
                 store.scores_key(self.dataset),

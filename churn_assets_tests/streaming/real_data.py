@@ -69,11 +69,12 @@ def build_batch(spec: DatasetSpec, root: Path) -> Path:
 
 
 def register_champion_from_batch(
-    spec: DatasetSpec, duckdb_path: Path, root: Path
+    spec: DatasetSpec, duckdb_path: Path, root: Path, template_dir: Path
 ) -> tuple[MLflowResource, str]:
     """A small XGBoost on the matured months, registered as ``churn-<ds>@champion`` (the
-    MLflow store starts as a copy of the migrated template: creating one costs seconds)."""
-    shutil.copyfile(mlflow_template(root.parent), root / "mlflow.db")
+    MLflow store starts as a copy of the migrated template kept in ``template_dir``: creating
+    one costs seconds)."""
+    shutil.copyfile(mlflow_template(template_dir), root / "mlflow.db")
     resource = MLflowResource(
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
     )

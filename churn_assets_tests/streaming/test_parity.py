@@ -20,7 +20,9 @@ import polars as pl
 import pytest
 
 from churn_assets.defs.serving.stream import build_event_stream
+from churn_assets.lib import online_store
 from churn_assets.lib.datasets import DatasetSpec
+from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.stream import state as store
 from churn_assets.lib.stream.events import encode
 from churn_assets.lib.stream.tiles import Knobs, derive_frame
@@ -53,7 +55,9 @@ def real_batch(
     root = tmp_path_factory.mktemp("stream_real")
     spec = specs["retail"]
     duckdb_path = real_data.build_batch(spec, root)
-    mlflow, _ = real_data.register_champion_from_batch(spec, duckdb_path, root)
+    mlflow, _ = real_data.register_champion_from_batch(
+        spec, duckdb_path, root, tmp_path_factory.getbasetemp()
+    )
     return RealBatch(spec, root, duckdb_path, mlflow.tracking_uri)
 
 
@@ -117,6 +121,18 @@ def test_asset_hands_over_to_the_batch_and_carries_streamed_events(
             return derive_frame(states, date(2012, 1, 1), Knobs.of(spec, meta.first_day))
 
         streamed = online(before)
+        with duckdb.connect(str(real_batch.duckdb_path), read_only=True) as con:
+            latest = con.sql(f"SELECT * FROM {spec.db_schema('features')}.features_latest").pl()
+        names = list(feature_set(spec).names)
+        online_store.write_snapshot(
+            client,
+            spec.name,
+            latest,
+            as_of="observation_date",
+            feature_set_version=feature_set(spec).registry_hash,
+            model_version="1",
+            features=names,
+        )
         result = dg.materialize(
             [build_event_stream(spec)],
             resources={
@@ -135,3 +151,20 @@ def test_asset_hands_over_to_the_batch_and_carries_streamed_events(
         assert values["carried_over_events"] == worker.processed - values["dropped"]
         assert values["lag"] == 0 and values["dead_letters"] == 0
         assert values["last_event_id"] == december["event_id"][-1]
+        # the API's rows: streamed customers as of 2012-01-01, the others as the batch wrote them
+        rows, _, _ = online_store.read_rows(client, spec.name, latest["customer_id"].to_list())
+        moved = rows.filter(pl.col("as_of") == date(2012, 1, 1)).drop("as_of")
+        touched = december.filter(
+            pl.col("customer_id").is_not_null()
+            & pl.col("exclude_reason").is_null()
+            & (pl.col("quantity") != 0)
+        )["customer_id"]
+        assert set(moved["customer_id"]) == set(touched) & set(latest["customer_id"])
+        expected = streamed.filter(pl.col("customer_id").is_in(moved["customer_id"].implode()))
+        columns = ["customer_id", *names]
+        assert (
+            moved.select(columns)
+            .sort("customer_id")
+            .equals(expected.select(columns).sort("customer_id"))
+        )
+        assert rows.filter(pl.col("as_of") == when).height == latest.height - moved.height

@@ -11,12 +11,13 @@ from typing import Any
 import polars as pl
 import pytest
 
+from churn_assets.lib import online_store
 from churn_assets.lib.contracts import read_file
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.stream import state as store
 from churn_assets.lib.stream.events import StreamEvent, encode
-from churn_assets.lib.stream.tiles import Knobs, derive
+from churn_assets.lib.stream.tiles import Knobs, derive, derive_frame
 from churn_assets.resources import AlertNotifier
 from churn_assets.serving.models import ServedModel
 from churn_assets.streaming import producer
@@ -219,6 +220,36 @@ def test_alert_when_a_customer_crosses_the_threshold(
     sent = worker.notifier.__dict__.get("sent", [])
     assert [p["customer_id"] for p in sent] == ["1"]  # crossed once, then stayed above
     assert sent[0]["model_version"] == "7" and "event_ids" not in sent[0]
+
+
+def test_worker_updates_the_online_store_rows_the_api_reads(
+    redis_server: RedisServer, spec: DatasetSpec, tiny_champion: ServedModel
+) -> None:
+    """A published online snapshot (the batch's rows at AS_OF) gets the streamed customers'
+    new rows, as of the observation date after their newest event; other rows stay."""
+    client = redis_server.client()
+    _start(client, spec)
+    knobs = Knobs.of(spec, FIRST_DAY)
+    batch_rows = derive_frame(
+        {"1": reference_state(list(CUSTOMER_1)[:2]), "9": reference_state([OLD])}, AS_OF, knobs
+    )
+    online_store.write_snapshot(
+        client,
+        spec.name,
+        batch_rows,
+        as_of="observation_date",
+        feature_set_version=feature_set(spec).registry_hash,
+        model_version="7",
+        features=list(knobs.names),
+    )
+    _publish(client, spec, STREAMED)
+    _worker(client, spec, tiny_champion).run(lambda: False, idle_exit_seconds=0.2)
+    rows, missing, _ = online_store.read_rows(client, spec.name, ["1", "9"])
+    assert missing == []
+    stored = dict(zip(rows["customer_id"], rows.drop("customer_id").to_dicts(), strict=True))
+    may = date(2011, 5, 1)
+    assert stored["1"] == {"as_of": may, **(derive(reference_state(CUSTOMER_1), may, knobs) or {})}
+    assert stored["9"]["as_of"] == AS_OF
 
 
 def test_producer_dead_letters_rows_the_contract_refuses(

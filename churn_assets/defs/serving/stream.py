@@ -3,8 +3,10 @@
 The worker (``python -m churn_assets.streaming``) is a long-running service, not a run per
 event; this asset is its place in the graph. Materialized after each batch feature build, it
 hands the online tile state over to the new build (the batch becomes the new truth, the events
-streamed since its as-of are carried over, one pointer flip), and records the stream's health
-as metadata: lag, throughput, dead letters, the last processed event. Two checks:
+streamed since its as-of are carried over, one pointer flip), writes the carried-over
+customers' features back into the online store the API reads (the batch snapshot published
+just before does not know those events), and records the stream's health as metadata: lag,
+throughput, dead letters, the last processed event. Two checks:
 
 * ``lag_and_dead_letters`` fails when the consumer group's backlog or the dead-letter stream
   pass the run config's thresholds;
@@ -13,17 +15,22 @@ as metadata: lag, throughput, dead letters, the last processed event. Two checks
 """
 
 from collections.abc import Iterator
+from datetime import date
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from churn_assets.lib import online_store
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.features_registry import feature_set
+from churn_assets.lib.months import month_after
 from churn_assets.lib.stream import state as store
 from churn_assets.lib.stream.batch import newest_observation, read_batch
 from churn_assets.lib.stream.compare import compare_features
+from churn_assets.lib.stream.events import day_of
 from churn_assets.lib.stream.metrics import read_metrics
-from churn_assets.lib.stream.tiles import Knobs, derive_frame
+from churn_assets.lib.stream.tiles import CustomerState, Knobs, derive_frame
 from churn_assets.resources import DuckDBResource, RedisResource
 from churn_assets.settings import OWNER_ML
 
@@ -48,6 +55,31 @@ class EventStreamConfig(dg.Config):
     )
 
 
+def _republish(client: Any, spec: DatasetSpec, handed: store.HandOver) -> int:
+    """The features of the customers the carried-over events touched, as of the observation
+    date after their newest event, into the live online snapshot (when it has this feature
+    set); the number of rows written."""
+    snapshot = online_store.current_meta(client, spec.name)
+    version = feature_set(spec).registry_hash
+    if snapshot is None or snapshot.feature_set_version != version or not handed.touched:
+        return 0
+    states = store.read_states(client, spec.name, handed.meta.version, sorted(handed.touched))
+    by_date: dict[date, dict[str, CustomerState]] = {}
+    for customer, state in states.items():
+        if state.newest_day is not None:
+            t = month_after(day_of(state.newest_day))
+            by_date.setdefault(t, {})[customer] = state
+    knobs = Knobs.of(spec, handed.meta.first_day)
+    pipe = client.pipeline(transaction=True)
+    written = 0
+    for t, group in by_date.items():
+        frame = derive_frame(group, t, knobs)
+        online_store.stage_rows(pipe, snapshot, frame, [t.isoformat()] * frame.height)
+        written += frame.height
+    pipe.execute()
+    return written
+
+
 def build_event_stream(spec: DatasetSpec) -> dg.AssetsDefinition:
     name = spec.key("event_stream")
     features = feature_set(spec)
@@ -57,7 +89,12 @@ def build_event_stream(spec: DatasetSpec) -> dg.AssetsDefinition:
         group_name=GROUP,
         owners=[OWNER_ML],
         kinds={"redis", "duckdb"},
-        deps=[spec.key("fct_features"), spec.key("int_daily_tiles"), spec.key("stg_events")],
+        deps=[
+            spec.key("fct_features"),
+            spec.key("int_daily_tiles"),
+            spec.key("stg_events"),
+            spec.key("online_features"),
+        ],
         pool="duckdb",
         tags={"dataset": spec.name},
         check_specs=[
@@ -90,9 +127,11 @@ def build_event_stream(spec: DatasetSpec) -> dg.AssetsDefinition:
             with duckdb.connect(read_only=True) as con:
                 batch = read_batch(con, spec, newest_observation(con, spec), duckdb.path)
             handed = store.hand_over(client, spec.name, batch, features.registry_hash)
+            rows = _republish(client, spec, handed)
             context.log.info(
                 f"{spec.name}: online state v{handed.meta.version} as of {handed.meta.as_of} "
-                f"({handed.customers:,} customers, {handed.replayed:,} streamed events carried)"
+                f"({handed.customers:,} customers, {handed.replayed:,} streamed events carried, "
+                f"{rows:,} online-store rows updated from them)"
             )
         metrics = read_metrics(client, spec.name)
         yield dg.MaterializeResult(

@@ -66,6 +66,10 @@ class CustomerState:
             tile[MEASURES.index(name[0])] += int(value)
         return state
 
+    @property
+    def newest_day(self) -> int | None:
+        return max(self.tiles, default=None)
+
     def add(self, event: StreamEvent, new_order: bool) -> None:
         """Apply one counted event, as the Redis script does (the reference for unit tests)."""
         tile = self.tiles.setdefault(event.day, [0, 0, 0, 0, 0])
