@@ -85,6 +85,8 @@ def validate_rows(
 
 def entries(frame: pl.DataFrame) -> Iterator[dict[str, str]]:
     """Canonical rows in event-time order as stream entry fields."""
+    if frame.is_empty():
+        return
     for row in frame.sort("event_ts", maintain_order=True).iter_rows(named=True):
         yield encode(row)
 

@@ -31,9 +31,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import polars as pl
+import redis
 
 from churn_assets.lib import online_store
 from churn_assets.lib import registry_models as registry
@@ -47,9 +48,6 @@ from churn_assets.resources import AlertNotifier
 from churn_assets.serving.models import ServedModel, load_served_model
 from churn_assets.serving.scoring import FeatureRows
 from churn_assets.streaming.config import StreamConfig
-
-if TYPE_CHECKING:
-    import redis
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +89,9 @@ class RegistryChampion:
 
 @dataclass
 class Outcome:
-    """What one batch did (the worker's counters and the tests read it)."""
+    """What one batch did besides applying events (the script counts those): the counters the
+    commit adds to the stream's stats."""
 
-    entries: int = 0
-    applied: int = 0
-    duplicates: int = 0
     dropped: int = 0
     before_state: int = 0
     dead: int = 0
@@ -141,6 +137,9 @@ class Worker:
         self.knobs = Knobs.of(spec, self.meta.first_day)
         self.feature_set_version = feature_set(spec).registry_hash
         self.snapshot: online_store.SnapshotMeta | None = None
+        """The online store's live snapshot, when it holds this feature set (else no rows are
+        written: the API's snapshot was built from other feature declarations)."""
+        self._snapshot_pointer: str | None = None
         self.processed = 0
         self._rate = _Rate()
         self._model_checked = 0.0
@@ -151,13 +150,11 @@ class Worker:
 
     def ensure_group(self) -> None:
         """Create the consumer group (from the start of the stream) if it does not exist."""
-        import redis as redis_lib
-
         try:
             self.redis.xgroup_create(
                 store.events_key(self.dataset), store.GROUP, id="0", mkstream=True
             )
-        except redis_lib.ResponseError as exc:
+        except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
@@ -248,7 +245,7 @@ class Worker:
 
     def process(self, entries: Sequence[Entry]) -> Outcome:
         """Apply, derive, score and commit one batch of entries (see the module docstring)."""
-        outcome = Outcome(entries=len(entries))
+        outcome = Outcome()
         events: list[tuple[str, StreamEvent]] = []
         dead: list[tuple[str, dict[bytes, bytes], str]] = []
         for raw_id, fields in entries:
@@ -261,8 +258,6 @@ class Worker:
                 dead.append((entry_id, fields, str(exc)))
         counted, applied = self._apply(events)
         outcome.dead = len(dead)
-        outcome.applied = sum(applied.new)
-        outcome.duplicates = len(applied.new) - outcome.applied
         for _, event in events:
             if event.drop_reason() is not None:
                 outcome.dropped += 1
@@ -356,7 +351,8 @@ class Worker:
             pipe.hmget(risk_key(self.dataset), [s["customer_id"] for s in scores])
         pointer, *previous = pipe.execute()
         version = None if pointer is None else pointer.decode()
-        if version != (None if self.snapshot is None else self.snapshot.version):
+        if version != self._snapshot_pointer:
+            self._snapshot_pointer = version
             meta = online_store.current_meta(self.redis, self.dataset)
             fits = meta is not None and meta.feature_set_version == self.feature_set_version
             self.snapshot = meta if fits else None

@@ -62,6 +62,7 @@ GROUP = "features"
 """The consumer group of the feature workers on the events stream."""
 RETIRED_TTL_SECONDS = 600
 READ_CHUNK = 2000
+REPLAY_BATCH = 500
 
 
 def events_key(dataset: str) -> str:
@@ -113,6 +114,7 @@ _APPLY = """
 local version = ARGV[1]
 local live = redis.call('GET', KEYS[1])
 if ARGV[2] == '1' and live ~= version then return {0, live or ''} end
+-- the version's prefix: the pointer key churn:<ds>:state:current without "current"
 local base = string.sub(KEYS[1], 1, -8) .. version .. ':'
 local applied_key, customers_key = base .. 'applied', base .. 'customers'
 local flags, touched, order = {}, {}, {}
@@ -406,7 +408,7 @@ def replay(
         if counts(event, meta):
             assert event is not None
             batch.append(event)
-            if len(batch) >= 500:
+            if len(batch) >= REPLAY_BATCH:
                 applied += flush()
     applied += flush()
     return applied, last, touched
