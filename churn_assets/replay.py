@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         "--month", required=True, type=lambda text: date.fromisoformat(f"{text}-01")
     )
     stream_cmd.add_argument("--rate", type=float, help="events per second (default: no limit)")
+    # also accepted after the subcommand, as the other commands take it before
+    stream_cmd.add_argument("--dataset", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     stream_cmd.add_argument(
         "--bootstrap",
         choices=("auto", "always", "never"),

@@ -181,3 +181,27 @@ def test_staging_rules() -> None:
     excluded = event("A1", "A", 1, "2011-01-01 10:00", 1.0, exclude_reason="bad_debt_adjustment")
     assert excluded.drop_reason() == "bad_debt_adjustment"
     assert event("1", "A", 1, "2011-01-01 10:00", 1.0).drop_reason() is None
+
+
+def test_any_declared_knobs_give_the_declared_features(specs: dict[str, DatasetSpec]) -> None:
+    """Other windows, horizon and active window: the derived names are the registry's, in its
+    order, and the windows follow the knobs (no year window: no prior-year feature)."""
+    retail = specs["retail"]
+    events = retail.ev.model_copy(
+        update={
+            "windows": [7, 14],
+            "long_windows": [35],
+            "label_horizon_days": 30,
+            "active_window_days": 20,
+        }
+    )
+    spec = retail.model_copy(update={"name": "weekly", "events": events})
+    knobs = Knobs.of(spec, date(2010, 1, 1))
+    got = derive(reference_state(CUSTOMER_1), T, knobs)
+    assert got is not None
+    assert tuple(got) == feature_set(spec).names
+    assert "orders_prior_year_horizon" not in got and "n_lapses_20d" in got
+    # [T - 35d, T) = [2011-02-25, 2011-04-01): the purchases of 03-01 23:59 and 03-02
+    assert (got["orders_7d"], got["orders_14d"], got["orders_35d"]) == (0, 0, 2)
+    assert got["returns_14d"] == 0 and got["active_months_35d"] == 1
+    assert got["n_lapses_20d"] == 2  # gaps of 31 and 29 days exceed 20
