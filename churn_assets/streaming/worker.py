@@ -1,23 +1,28 @@
 """The stream worker: events in, exact online features and champion scores out.
 
-One batch of entries (``XREADGROUP COUNT n``) takes three round trips to Redis:
+One batch of entries (``XREADGROUP COUNT n``) takes four round trips to Redis:
 
 1. **apply**: one script records every new event id and adds the event to its customer's
-   tiles, atomically, and returns the touched customers' state (``lib.stream.state``);
+   tiles and sequence, atomically, and returns the touched customers' state
+   (``lib.stream.state``);
 2. **derive and score** in the worker: each touched customer's features at T, the observation
    date after its newest event in the batch (features "as of now": every event seen before T),
    scored by the champion through the serving scoring core (probability, risk decile, top-3
-   reasons); one pipelined read gets those customers' previous probabilities (threshold
-   alerts) and the online store's pointer;
-3. **commit**: one MULTI/EXEC appends one score entry per customer (naming the events and
-   stream entries it reflects), writes the customers' new feature rows into the online
-   store's live snapshot (so the API scores them as the stream does), the dead letters, the
-   counters and the heartbeat, and acknowledges the entries.
+   reasons);
+3. **check freshness**: WATCH the customers' state and read, in one script, their sequences
+   (a customer another worker has applied newer events to since step 1 is superseded: that
+   worker's score covers these events too), their previous probabilities (threshold alerts)
+   and the online store's pointer;
+4. **commit**: one MULTI/EXEC appends one score entry per fresh customer (naming the events
+   and stream entries it reflects), writes their new feature rows into the online store's live
+   snapshot (so the API scores them as the stream does), the dead letters, the counters and
+   the heartbeat, and acknowledges the entries; a watched change in between retries 3-4.
 
-A crash before step 3 leaves the entries pending: the restarted consumer re-reads them first,
-step 1 finds their ids recorded and changes nothing, and steps 2-3 run again, so features are
-exactly-once and scores and dead letters appear once per entry. Alerts go out before the
-commit, so a crash in between may repeat one (at-least-once) but never loses one.
+A crash before step 4 leaves the entries pending: the restarted consumer re-reads them first,
+step 1 finds their ids recorded and changes nothing, and steps 2-4 run again: features are
+exactly-once, dead letters appear once per entry, and each customer's newest score covers every
+event applied to it. Alerts go out before the commit, so a crash in between may repeat one
+(at-least-once) but never loses one.
 
 Entries a dead consumer held are claimed with XAUTOCLAIM once idle for ``claim_idle_ms``.
 """
@@ -54,6 +59,17 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 ALERT_EVENT = "stream_risk_threshold"
 RATE_WINDOW_SECONDS = 10.0
+
+# KEYS: n customer state keys, the risk hash, the online store's pointer; ARGV: the n customer
+# ids. Returns the n sequences, the n previous probabilities and the pointer.
+_FRESHNESS = """
+local n = #ARGV
+local out = {}
+for i = 1, n do out[i] = redis.call('HGET', KEYS[i], '#') or '0' end
+for i = 1, n do out[n + i] = redis.call('HGET', KEYS[n + 1], ARGV[i]) end
+out[2 * n + 1] = redis.call('GET', KEYS[n + 2])
+return out
+"""
 
 
 def risk_key(dataset: str) -> str:
@@ -96,6 +112,7 @@ class Outcome:
     before_state: int = 0
     dead: int = 0
     scored: int = 0
+    superseded: int = 0
     alerts: int = 0
 
 
@@ -265,9 +282,8 @@ class Worker:
                 outcome.before_state += 1
         frames, sources = self._derive(counted, applied)
         scores = self._score(frames, sources)
-        outcome.scored = len(scores)
-        outcome.alerts = self._alert(scores, self._lookups(scores))
-        self._commit(entries, events, dead, frames, scores, outcome)
+        sequences = {c: state.sequence for c, state in applied.states.items()}
+        self._commit(entries, events, dead, frames, scores, sequences, outcome)
         return outcome
 
     def _apply(
@@ -342,27 +358,12 @@ class Worker:
                 out.append(entry)
         return out
 
-    def _lookups(self, scores: list[dict[str, str]]) -> list[Any]:
-        """One round trip: the scored customers' previous probabilities (alerts), and the
-        online store's live snapshot, re-read only when its pointer moved."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(online_store.pointer_key(self.dataset))
-        if scores:
-            pipe.hmget(risk_key(self.dataset), [s["customer_id"] for s in scores])
-        pointer, *previous = pipe.execute()
-        version = None if pointer is None else pointer.decode()
-        if version != self._snapshot_pointer:
-            self._snapshot_pointer = version
-            meta = online_store.current_meta(self.redis, self.dataset)
-            fits = meta is not None and meta.feature_set_version == self.feature_set_version
-            self.snapshot = meta if fits else None
-        return previous[0] if previous else []
-
-    def _alert(self, scores: list[dict[str, str]], previous: list[Any]) -> int:
+    def _alert(self, scores: list[dict[str, str]], previous: dict[str, Any]) -> int:
         """Notify for every customer whose probability reached the threshold from below."""
         threshold = self.config.alert_threshold
         sent = 0
-        for score, before in zip(scores, previous, strict=True):
+        for score in scores:
+            before = previous.get(score["customer_id"])
             if float(score["probability"]) >= threshold and (
                 before is None or float(before) < threshold
             ):
@@ -371,6 +372,15 @@ class Worker:
                 sent += 1
         return sent
 
+    def _refresh_snapshot(self, pointer: bytes | None) -> None:
+        """Re-read the online store's live snapshot when its pointer moved."""
+        version = None if pointer is None else pointer.decode()
+        if version != self._snapshot_pointer:
+            self._snapshot_pointer = version
+            meta = online_store.current_meta(self.redis, self.dataset)
+            fits = meta is not None and meta.feature_set_version == self.feature_set_version
+            self.snapshot = meta if fits else None
+
     def _commit(
         self,
         entries: Sequence[Entry],
@@ -378,19 +388,71 @@ class Worker:
         dead: list[tuple[str, dict[bytes, bytes], str]],
         frames: list[pl.DataFrame],
         scores: list[dict[str, str]],
+        sequences: dict[str, int],
         outcome: Outcome,
     ) -> None:
         """Scores, online-store rows, dead letters, counters, heartbeat and the
-        acknowledgement, all or nothing."""
-        pipe = self.redis.pipeline(transaction=True)
+        acknowledgement, all or nothing, and only for customers still at the sequence their
+        features were derived at.
+
+        Two workers can hold events of one customer at once; the one that applied first may
+        commit last, and its score (missing the other's events) must not end up as the
+        customer's latest. The customers' state keys are WATCHed, their sequences read, the
+        superseded ones left out (the other worker's score covers their events), and EXEC
+        retried if a watched key changed in between.
+        """
+        customers = [c for frame in frames for c in frame["customer_id"].to_list()]
+        keys = [store.customer_key(self.dataset, self.meta.version, c) for c in customers]
+        while True:
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    if keys:
+                        pipe.watch(*keys)
+                    reply: Any = pipe.eval(
+                        _FRESHNESS,
+                        len(keys) + 2,
+                        *keys,
+                        risk_key(self.dataset),
+                        online_store.pointer_key(self.dataset),
+                        *customers,
+                    )
+                    n = len(customers)
+                    fresh = {
+                        c for c, seq in zip(customers, reply[:n], strict=True)
+                        if int(seq) == sequences[c]
+                    }  # fmt: skip
+                    previous = dict(zip(customers, reply[n : 2 * n], strict=True))
+                    self._refresh_snapshot(reply[2 * n])
+                    kept = [s for s in scores if s["customer_id"] in fresh]
+                    outcome.scored, outcome.superseded = len(kept), n - len(fresh)
+                    outcome.alerts = self._alert(kept, previous)
+                    pipe.multi()
+                    self._queue(pipe, entries, events, dead, frames, kept, fresh, outcome)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def _queue(
+        self,
+        pipe: Any,
+        entries: Sequence[Entry],
+        events: list[tuple[str, StreamEvent]],
+        dead: list[tuple[str, dict[bytes, bytes], str]],
+        frames: list[pl.DataFrame],
+        scores: list[dict[str, str]],
+        fresh: set[str],
+        outcome: Outcome,
+    ) -> None:
         if self.snapshot is not None:
             for frame in frames:
-                as_of = frame["observation_date"].dt.to_string("%Y-%m-%d").to_list()
-                online_store.stage_rows(pipe, self.snapshot, frame, as_of)
+                rows = frame.filter(pl.col("customer_id").is_in(list(fresh)))
+                as_of = rows["observation_date"].dt.to_string("%Y-%m-%d").to_list()
+                online_store.stage_rows(pipe, self.snapshot, rows, as_of)
         for score in scores:
             pipe.xadd(
                 store.scores_key(self.dataset),
-                score,  # type: ignore[arg-type]
+                score,
                 maxlen=self.config.scores_maxlen,
                 approximate=True,
             )
@@ -402,12 +464,12 @@ class Worker:
         for entry_id, fields, reason in dead:
             pipe.xadd(
                 store.dead_key(self.dataset),
-                {**fields, b"reason": reason.encode(), b"entry_id": entry_id.encode()},  # type: ignore[dict-item]
+                {**fields, b"reason": reason.encode(), b"entry_id": entry_id.encode()},
             )
         stats = store.stats_key(self.dataset)
-        for name in ("dropped", "before_state", "dead", "scored", "alerts"):
-            if getattr(outcome, name):
-                pipe.hincrby(stats, name, getattr(outcome, name))
+        for name, value in vars(outcome).items():
+            if value:
+                pipe.hincrby(stats, name, value)
         if events:
             entry_id, event = events[-1]
             pipe.hset(
@@ -424,7 +486,6 @@ class Worker:
             store.consumers_key(self.dataset), self.config.consumer, self._heartbeat(len(entries))
         )
         pipe.xack(store.events_key(self.dataset), store.GROUP, *[e[0] for e in entries])
-        pipe.execute()
 
     def _heartbeat(self, count: int) -> str:
         return json.dumps(

@@ -135,6 +135,12 @@ def group_backlog(client: Any, dataset: str) -> int:
     return client.xlen(store.events_key(dataset))
 
 
+def busy_consumers(client: Any, dataset: str) -> list[str]:
+    """Consumers holding delivered entries they have not acknowledged yet."""
+    consumers = client.xinfo_consumers(store.events_key(dataset), store.GROUP)
+    return [c["name"].decode() for c in consumers if c["pending"]]
+
+
 @dataclass
 class FaultyWorkers:
     """Worker processes (``python -m churn_assets.streaming``) that get SIGKILLed mid-stream.
@@ -172,20 +178,27 @@ class FaultyWorkers:
             self.start()
 
     def kill_at_random(
-        self, backlog: Callable[[], int], kills: int, timeout_seconds: float = 600
+        self,
+        backlog: Callable[[], int],
+        busy: Callable[[], list[str]],
+        kills: int,
+        timeout_seconds: float = 600,
     ) -> None:
-        """SIGKILL a running worker ``kills`` times, each after the backlog shrank by a random
-        amount (so every kill lands while events are being processed), then restart it."""
+        """SIGKILL a worker ``kills`` times, each after the backlog shrank by a random amount,
+        and always one that holds delivered, unacknowledged entries (``busy``): every kill lands
+        inside a batch, between its read and its acknowledgement. Then restart it."""
         rng = random.Random(self.seed)
         deadline = time.monotonic() + timeout_seconds
         for kill in range(kills):
             remaining = backlog()
             target = remaining - rng.randint(1, max(1, remaining // (kills - kill + 1)))
-            while backlog() > max(target, 0):
+            while backlog() > max(target, 0) or not (
+                victims := sorted(set(busy()) & set(self.processes))
+            ):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the workers made no progress")
-                time.sleep(0.01)
-            name = rng.choice(sorted(self.processes))
+                time.sleep(0.001)
+            name = rng.choice(victims)
             self.processes.pop(name).send_signal(signal.SIGKILL)
             self.kills += 1
             self.start(name if kill % 2 == 0 else None)
@@ -282,7 +295,11 @@ def stream_with_faults(
     workers = FaultyWorkers(spec.name, env, log_dir, consumers=consumers, seed=seed)
     workers.start_all()
     try:
-        workers.kill_at_random(lambda: group_backlog(client, spec.name), kills)
+        workers.kill_at_random(
+            lambda: group_backlog(client, spec.name),
+            lambda: busy_consumers(client, spec.name),
+            kills,
+        )
         workers.wait_drained(lambda: group_backlog(client, spec.name))
     finally:
         workers.stop()

@@ -172,6 +172,42 @@ def test_a_duplicate_delivery_is_counted_once(
     assert (int(stats[b"applied"]), int(stats[b"duplicates"])) == (len(STREAMED), 5)
 
 
+def test_a_score_superseded_by_another_worker_is_not_written(
+    redis_server: RedisServer, spec: DatasetSpec, tiny_champion: ServedModel
+) -> None:
+    """Worker "slow" applies the first events of a customer; before it commits, worker "fast"
+    applies the later ones and commits a score that covers them all. The slow score would miss
+    them, so it is left out: the customer's newest score stays the complete one."""
+    client = redis_server.client()
+    _start(client, spec)
+    _publish(client, spec, STREAMED[:2])
+    fast = _worker(client, spec, tiny_champion, consumer="fast")
+
+    class Slow(Worker):
+        def _score(self, *args: Any) -> list[dict[str, str]]:
+            if not fast.processed:
+                _publish(client, spec, STREAMED[2:])
+                fast.run(lambda: False, idle_exit_seconds=0.1)
+            return super()._score(*args)
+
+    slow = Slow(
+        client,
+        spec,
+        StreamConfig(consumer="slow", batch_size=2),
+        AlertNotifier(),
+        FixedChampion(tiny_champion),
+    )
+    slow.ensure_group()
+    slow.run(lambda: False, idle_exit_seconds=0.1)
+    (score,) = _scores(client, spec)
+    assert score["event_ids"].split() == [e.event_id for e in STREAMED[2:]]
+    assert score["as_of"] == "2011-05-01"
+    stats = client.hgetall(store.stats_key(spec.name))
+    assert (stats[b"scored"], stats[b"superseded"]) == (b"1", b"1")
+    assert _online(client, spec, "1") == _expected(CUSTOMER_1, spec)
+    assert _drained(client, spec)
+
+
 def test_entries_of_a_dead_consumer_are_claimed(
     redis_server: RedisServer, spec: DatasetSpec, tiny_champion: ServedModel
 ) -> None:

@@ -33,6 +33,7 @@ class StreamMetrics:
     dropped: int
     before_state: int
     scored: int
+    superseded: int
     alerts: int
     live_consumers: int
     events_per_second: float
@@ -79,6 +80,7 @@ def read_metrics(client: redis.Redis, dataset: str) -> StreamMetrics:
         dropped=_int(stats, "dropped"),
         before_state=_int(stats, "before_state"),
         scored=_int(stats, "scored"),
+        superseded=_int(stats, "superseded"),
         alerts=_int(stats, "alerts"),
         live_consumers=len(live),
         events_per_second=round(sum(h["events_per_second"] for h in live), 1),

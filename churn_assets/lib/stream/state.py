@@ -108,8 +108,9 @@ def _text(value: Any) -> str:
 # One call per batch of events. KEYS: pointer, stats. ARGV: version, "1" to require that the
 # version is live, then 7 fields per event: id, customer, day, kind (p = purchase, r = return
 # or cancellation), order id, product id ("" for none), amount delta in thousandths.
-# Returns {1, flags, customer, HGETALL, customer, HGETALL, ...} (flags: "1" applied, "0" a
-# duplicate, per event) or {0, live version} when the version was retired meanwhile.
+# Every applied event also increments the customer's sequence (field "#"). Returns {1, flags,
+# customer, HGETALL, customer, HGETALL, ...} (flags: "1" applied, "0" a duplicate, per event)
+# or {0, live version} when the version was retired meanwhile.
 _APPLY = """
 local version = ARGV[1]
 local live = redis.call('GET', KEYS[1])
@@ -121,8 +122,8 @@ local flags, touched, order = {}, {}, {}
 local applied, duplicates = 0, 0
 for i = 3, #ARGV, 7 do
   local customer, day = ARGV[i + 1], ARGV[i + 2]
+  local tiles = base .. 'c:' .. customer
   if redis.call('SADD', applied_key, ARGV[i]) == 1 then
-    local tiles = base .. 'c:' .. customer
     if ARGV[i + 3] == 'p' then
       if redis.call('SADD', base .. 'o:' .. customer, day .. '|' .. ARGV[i + 4]) == 1 then
         redis.call('HINCRBY', tiles, 'o' .. day, 1)
@@ -134,6 +135,7 @@ for i = 3, #ARGV, 7 do
       redis.call('HINCRBY', tiles, 'n' .. day, 1)
       redis.call('HINCRBY', tiles, 'v' .. day, ARGV[i + 6])
     end
+    redis.call('HINCRBY', tiles, '#', 1)
     redis.call('SADD', customers_key, customer)
     flags[#flags + 1] = '1'
     applied = applied + 1

@@ -34,6 +34,9 @@ from churn_assets.lib.stream.events import StreamEvent, day_number, day_of, to_m
 MEASURES = b"olrnv"
 """Hash field prefix of each tile measure, in :data:`Tile` order: orders, lines, revenue,
 returns (lines), return value; ``p`` prefixes a product day (``p<day>:<product_id>``)."""
+SEQUENCE = b"#"
+"""Hash field counting the events applied to the customer: a score derived from an older
+count is superseded (another worker has applied newer events meanwhile)."""
 ORDERS, LINES, REVENUE, RETURNS, RETURN_VALUE = range(5)
 PRODUCT = ord("p")
 Tile = list[int]
@@ -46,6 +49,7 @@ class CustomerState:
 
     tiles: dict[int, Tile] = field(default_factory=dict)
     products: dict[int, set[str]] = field(default_factory=dict)
+    sequence: int = 0
 
     @classmethod
     def from_hash(cls, reply: Sequence[bytes] | Mapping[bytes, bytes]) -> CustomerState:
@@ -58,6 +62,9 @@ class CustomerState:
             items = zip(flat, flat, strict=True)
         state = cls()
         for name, value in items:
+            if name == SEQUENCE:
+                state.sequence = int(value)
+                continue
             if name[0] == PRODUCT:
                 day, _, product = name[1:].partition(b":")
                 state.products.setdefault(int(day), set()).add(product.decode())
