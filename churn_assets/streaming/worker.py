@@ -406,25 +406,10 @@ class Worker:
         while True:
             with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    if keys:
-                        pipe.watch(*keys)
-                    reply: Any = pipe.eval(
-                        _FRESHNESS,
-                        len(keys) + 2,
-                        *keys,
-                        risk_key(self.dataset),
-                        online_store.pointer_key(self.dataset),
-                        *customers,
-                    )
-                    n = len(customers)
-                    fresh = {
-                        c for c, seq in zip(customers, reply[:n], strict=True)
-                        if int(seq) == sequences[c]
-                    }  # fmt: skip
-                    previous = dict(zip(customers, reply[n : 2 * n], strict=True))
-                    self._refresh_snapshot(reply[2 * n])
+                    fresh, previous = self._check(pipe, customers, keys, sequences)
                     kept = [s for s in scores if s["customer_id"] in fresh]
-                    outcome.scored, outcome.superseded = len(kept), n - len(fresh)
+                    outcome.scored = len(kept)
+                    outcome.superseded = len(customers) - len(fresh)
                     outcome.alerts = self._alert(kept, previous)
                     pipe.multi()
                     self._queue(pipe, entries, events, dead, frames, kept, fresh, outcome)
@@ -432,6 +417,27 @@ class Worker:
                     return
                 except redis.WatchError:
                     continue
+
+    def _check(
+        self, pipe: Any, customers: list[str], keys: list[str], sequences: dict[str, int]
+    ) -> tuple[set[str], dict[str, Any]]:
+        """WATCH the customers' state; the ones still at their derived sequence, and every
+        customer's previous probability (one script call); the online snapshot refreshed."""
+        if not customers:
+            return set(), {}
+        pipe.watch(*keys)  # from here on the pipeline runs commands at once, until MULTI
+        reply: Any = pipe.eval(
+            _FRESHNESS,
+            len(keys) + 2,
+            *keys,
+            risk_key(self.dataset),
+            online_store.pointer_key(self.dataset),
+            *customers,
+        )
+        n = len(customers)
+        fresh = {c for c, seq in zip(customers, reply[:n], strict=True) if int(seq) == sequences[c]}
+        self._refresh_snapshot(reply[2 * n])
+        return fresh, dict(zip(customers, reply[n : 2 * n], strict=True))
 
     def _queue(
         self,

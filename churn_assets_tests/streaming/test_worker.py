@@ -102,7 +102,8 @@ def test_small_stream_gives_exact_features_scores_and_dead_letters(
     _start(client, spec)
     _publish(client, spec, [OLD, *STREAMED[:2], ANONYMOUS, SECOND, *STREAMED[2:]])
     client.xadd(store.events_key(spec.name), {"event_id": "broken:0", "event_type": "gift"})
-    worker = _worker(client, spec, tiny_champion, batch_size=3, block_ms=10)
+    # one entry per batch: some batches have no customer to score (dead, dropped, older)
+    worker = _worker(client, spec, tiny_champion, batch_size=1, block_ms=10)
     worker.run(lambda: False, idle_exit_seconds=0.3)
 
     assert _online(client, spec, "1") == _expected(CUSTOMER_1, spec)
