@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import redis
 
 from churn_assets.defs.features.project import dbt_resource
 from churn_assets.defs.features.training_sets import training_query
@@ -53,6 +54,8 @@ OBSERVATION = (date(2011, 5, 1), date(2011, 12, 1))
 month the parity is checked at."""
 PARITY_DATE = date(2011, 12, 1)
 SCORE_TOLERANCE = 1e-6
+BATCH_SECONDS = 0.04
+"""About how long a worker takes over one batch of 500 real events on this machine."""
 
 
 def build_batch(spec: DatasetSpec, root: Path) -> Path:
@@ -137,7 +140,10 @@ def group_backlog(client: Any, dataset: str) -> int:
 
 def busy_consumers(client: Any, dataset: str) -> list[str]:
     """Consumers holding delivered entries they have not acknowledged yet."""
-    consumers = client.xinfo_consumers(store.events_key(dataset), store.GROUP)
+    try:
+        consumers = client.xinfo_consumers(store.events_key(dataset), store.GROUP)
+    except redis.ResponseError:  # no group yet: no worker has started
+        return []
     return [c["name"].decode() for c in consumers if c["pending"]]
 
 
@@ -185,8 +191,9 @@ class FaultyWorkers:
         timeout_seconds: float = 600,
     ) -> None:
         """SIGKILL a worker ``kills`` times, each after the backlog shrank by a random amount,
-        and always one that holds delivered, unacknowledged entries (``busy``): every kill lands
-        inside a batch, between its read and its acknowledgement. Then restart it."""
+        and always one that holds delivered, unacknowledged entries (``busy``), a random part of
+        a batch's processing time after it was seen so: every kill lands inside a batch,
+        before, during or after its apply and before its acknowledgement. Then restart it."""
         rng = random.Random(self.seed)
         deadline = time.monotonic() + timeout_seconds
         for kill in range(kills):
@@ -199,6 +206,7 @@ class FaultyWorkers:
                     raise TimeoutError("the workers made no progress")
                 time.sleep(0.001)
             name = rng.choice(victims)
+            time.sleep(rng.uniform(0, BATCH_SECONDS))
             self.processes.pop(name).send_signal(signal.SIGKILL)
             self.kills += 1
             self.start(name if kill % 2 == 0 else None)
