@@ -141,3 +141,20 @@ replay-status: install
 
 clean: redis-stop
 	rm -rf .state data/*.duckdb data/*.duckdb.wal data/*.duckdb.lock data/processed data/reports data/landing dbt/target
+
+# Streaming (docs/streaming.md): a worker of an events dataset's Redis stream keeps online tiles
+# equal to the batch store's and scores customers as events arrive (`make stream DATASET=retail`
+# picks the dataset; the first declared events dataset by default). Publish a month of real
+# events with `.venv/bin/python -m churn_assets.replay stream --month 2011-11`.
+.PHONY: stream bench-stream parity-stream
+stream: install redis
+	$(BIN)/python -m churn_assets.streaming $(if $(DATASET),--dataset $(DATASET))
+
+# Worker throughput (one and two workers), event-to-score lag at 1,000 events/s and the November
+# 2011 parity run with five worker SIGKILLs, on a loopback Redis of its own (about 3 minutes).
+bench-stream: install system-deps
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.stream
+
+# Only the fault-run parity: online features and scores against the batch at 2011-12-01.
+parity-stream: install system-deps
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.stream --parity

@@ -6,6 +6,12 @@ following month's *real* rows, in the user's own file format, into the dataset's
 as ``<dataset>_events_YYYY-MM.parquet``, where the landing sensor validates, accepts and ingests
 it. ``reset`` returns to the full history.
 
+``stream --month 2011-11`` publishes that month's real events, one entry each in event-time
+order, to the dataset's Redis stream ``churn:<dataset>:events`` (after the contract, row by
+row: refused rows go to ``churn:<dataset>:dead`` with the reason), for the stream worker
+(``python -m churn_assets.streaming``). Unless told otherwise it first starts the online state
+at the month's first day from the batch store, when the state is missing or starts later.
+
 The state file also carries ``next_month`` (progress) and ``session`` (changes on every
 start/reset so the landing sensor reloads the raw table for the new history).
 
@@ -15,6 +21,7 @@ Usage::
     python -m churn_assets.replay next [--months N]
     python -m churn_assets.replay status
     python -m churn_assets.replay reset
+    python -m churn_assets.replay stream --month 2011-11 [--rate 1000] [--bootstrap always]
 """
 
 from __future__ import annotations
@@ -22,19 +29,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
+import redis
 
 from churn_assets.lib import landing
 from churn_assets.lib.contracts.events import event_times
 from churn_assets.lib.contracts.files import read_table
 from churn_assets.lib.datasets import DatasetSpec, load_declarations
 from churn_assets.lib.months import month_after
+from churn_assets.lib.stream import state as stream_state
 from churn_assets.settings import ChurnSettings, settings_from_env
+from churn_assets.streaming import producer
+from churn_assets.streaming.bootstrap import bootstrap
 
 
 def landed_file_name(spec: DatasetSpec, month: date) -> str:
@@ -170,6 +182,63 @@ def status(settings: ChurnSettings, spec: DatasetSpec) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class StreamReport:
+    month: date
+    rows: int
+    published: int
+    dead_letters: int
+    bootstrapped: str | None
+    seconds: float
+
+    def __str__(self) -> str:
+        start = f"; online state started at {self.bootstrapped}" if self.bootstrapped else ""
+        return (
+            f"{self.month:%Y-%m}: {self.published:,} of {self.rows:,} events published "
+            f"({self.published / max(self.seconds, 1e-9):,.0f}/s), "
+            f"{self.dead_letters} dead letters{start}"
+        )
+
+
+def stream_month(
+    settings: ChurnSettings,
+    spec: DatasetSpec,
+    month: date,
+    rate: float | None = None,
+    start_state: str = "auto",
+) -> StreamReport:
+    """Publish the real events of ``month`` to the dataset's events stream (see the module
+    docstring). ``start_state``: ``auto`` (when missing or starting after the month),
+    ``always`` or ``never`` rebuild the online state from the batch store first."""
+    if spec.kind != "events":
+        raise ValueError(f"{spec.name} is a snapshot dataset: only events can be streamed")
+    started = time.perf_counter()
+    frame, times = _archive(spec)
+    first = datetime.combine(month.replace(day=1), datetime.min.time())
+    end = datetime.combine(month_after(first.date()), datetime.min.time())
+    rows = frame.filter((times >= first) & (times < end))
+    good, dead = producer.validate_rows(
+        spec, rows, landed_file_name(spec, first.date()).removesuffix(".parquet")
+    )
+    client = redis.Redis.from_url(settings.redis_url)
+    meta = stream_state.current_meta(client, spec.name)
+    fresh = start_state == "always" or (
+        start_state == "auto" and (meta is None or meta.as_of > first.date())
+    )
+    if fresh:
+        bootstrap(client, spec, settings.duckdb_path, first.date())
+    dead_letters = producer.dead_letter(client, spec.name, dead)
+    published = producer.publish(client, spec.name, producer.entries(good), rate)
+    return StreamReport(
+        month=first.date(),
+        rows=rows.height,
+        published=published,
+        dead_letters=dead_letters,
+        bootstrapped=first.date().isoformat() if fresh else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
 def events_dataset(name: str | None) -> DatasetSpec:
     """The named dataset, or the only (first) declared events dataset."""
     specs = load_declarations()
@@ -195,6 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     next_cmd.add_argument("--months", type=int, default=1, help="how many months to drop")
     commands.add_parser("status", help="print the replay state and landed files")
     commands.add_parser("reset", help="return to the full history")
+    stream_cmd = commands.add_parser(
+        "stream", help="publish a month's real events to the dataset's Redis stream"
+    )
+    stream_cmd.add_argument(
+        "--month", required=True, type=lambda text: date.fromisoformat(f"{text}-01")
+    )
+    stream_cmd.add_argument("--rate", type=float, help="events per second (default: no limit)")
+    # also accepted after the subcommand, as the other commands take it before
+    stream_cmd.add_argument("--dataset", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    stream_cmd.add_argument(
+        "--bootstrap",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="start the online state at the month from the batch store (auto: when it is "
+        "missing or starts after the month)",
+    )
     args = parser.parse_args(argv)
     settings = settings_from_env()
     spec = events_dataset(args.dataset)
@@ -211,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dropped {path}")
     elif args.command == "status":
         print(json.dumps(status(settings, spec), indent=2))
+    elif args.command == "stream":
+        print(stream_month(settings, spec, args.month, args.rate, args.bootstrap))
     else:
         reset(settings, spec)
         print(f"{spec.name}: replay reset to the full history; the landing sensor reloads it")

@@ -411,6 +411,24 @@ def write_snapshot(
     return WriteResult(rows=len(frame), seconds=time.perf_counter() - started, version=version)
 
 
+def stage_rows(pipe: Any, meta: SnapshotMeta, frame: pl.DataFrame, as_of: Sequence[str]) -> None:
+    """Queue on ``pipe`` the rows of ``frame`` (the entity and every feature of the snapshot,
+    one row per customer) into the published snapshot ``meta``, with their as-of dates.
+
+    The stream worker replaces, in place, the rows of the customers whose features it just
+    derived from new events, so the API scores them as the stream does; the pipeline is the
+    caller's, so the rows land in the same transaction as the rest of its batch.
+    """
+    ids = frame[meta.entity].cast(pl.String).to_list()
+    numeric = _encode_numeric(frame, meta)
+    strings = _encode_strings(frame, meta)
+    for i, customer_id in enumerate(ids):
+        fields: dict[FieldT, EncodableT] = {"n": numeric[i], "as_of": as_of[i]}
+        if strings is not None:
+            fields["s"] = strings[i]
+        pipe.hset(row_key(meta.dataset, meta.version, customer_id), mapping=fields)
+
+
 def _expire_versions(
     redis: redis.Redis, dataset: str, versions: set[str], ttl_seconds: int
 ) -> None:
