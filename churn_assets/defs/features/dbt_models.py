@@ -5,11 +5,16 @@ every dbt test runs right after its model and reports as a Dagster asset check. 
 DuckDB file, hence the ``duckdb`` pool and the file lock. The observation dates of an events
 dataset come from its raw table's first and last event (the same calendar the raw asset made
 into partitions), read just before dbt runs.
+
+With ``CHURN_ENGINE=spark`` the same models run on Spark (dbt target ``spark``): the validated raw
+table goes to the lake as parquet first, and the marts come back from it into the DuckDB tables
+the DuckDB engine would have written, so the assets downstream never know which engine ran.
 """
 
 import hashlib
 from collections.abc import Iterator, Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -25,6 +30,7 @@ from churn_assets.defs.features import project
 from churn_assets.lib.datasets import DatasetSpec, observation_calendar
 from churn_assets.lib.features_dbt import dbt_vars, vars_arg
 from churn_assets.lib.features_registry import FeatureSet, feature_set
+from churn_assets.lib.spark_lake import export_table, import_tables, spark_run_vars
 from churn_assets.resources import DuckDBResource
 from churn_assets.settings import ChurnSettings
 
@@ -92,6 +98,29 @@ def observation_bounds(
     return dates[0], dates[-1]
 
 
+def build_on_spark(
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    duckdb: DuckDBResource,
+    lake: Path,
+    spec: DatasetSpec,
+    variables: dict[str, Any],
+) -> Iterator[Any]:
+    """Raw table to the lake, ``dbt build --target spark``, marts back into DuckDB. The DuckDB
+    connection (and its lock) is held throughout: it also keeps two runs off the lake at once.
+    The raw table is exported on every build, so the lake's copy is always the validated one
+    (whichever engine loaded it, and after a replay moved its as-of date)."""
+    with duckdb.connect() as con:
+        export_table(con, spec.db_schema("raw"), spec.raw_table, lake)
+        with spark_run_vars(lake, spec) as spark_vars:
+            invocation = dbt.cli(
+                ["build", "--target", "spark", *vars_arg(variables | spark_vars)], context=context
+            )
+            yield from invocation.stream()
+        imported = import_tables(con, lake, spec.db_schema("features"))
+    context.log.info(f"marts back from the lake into DuckDB: {', '.join(imported)}")
+
+
 def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
     """The ``@dbt_assets`` definition of one dataset, from its freshly prepared manifest."""
     dbt_project = project.ensure_manifest(spec)
@@ -112,6 +141,9 @@ def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         """``dbt build`` with the dataset's vars, observation dates and the DuckDB path."""
         bounds = observation_bounds(spec, duckdb, settings.history_as_of(spec.name))
         variables = dbt_vars(spec, duckdb.path, bounds)
+        if settings.engine == "spark":
+            yield from build_on_spark(context, dbt, duckdb, settings.spark_lake, spec, variables)
+            return
         with duckdb.lock():
             invocation = dbt.cli(["build", *vars_arg(variables)], context=context)
             yield from invocation.stream().fetch_row_counts()
