@@ -68,11 +68,17 @@ def lake_tables(lake: Path, spec: DatasetSpec) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def spark_run_vars(lake: Path, spec: DatasetSpec) -> Iterator[dict[str, Any]]:
-    """The dbt vars of one Spark run: the lake, its tables, and a warehouse folder of its own
-    (removed afterwards; nothing persistent lives there, every table has a lake location)."""
+def spark_build(
+    con: duckdb.DuckDBPyConnection, lake: Path, spec: DatasetSpec
+) -> Iterator[dict[str, Any]]:
+    """One dbt run on Spark, around the caller's ``dbt build --target spark``: the validated raw
+    table goes to the lake first (every time, so the lake's copy is never stale: another engine
+    may have loaded it, a replay may have moved its as-of date); the block gets the run's extra
+    dbt vars (the lake, its tables, a warehouse folder of its own, removed afterwards: every
+    table has a lake location); the marts come back into DuckDB when the block succeeds."""
     lake = lake.resolve()
     lake.mkdir(parents=True, exist_ok=True)
+    export_table(con, spec.db_schema("raw"), spec.raw_table, lake)
     warehouse = Path(tempfile.mkdtemp(prefix="churn-spark-warehouse-"))
     try:
         yield {
@@ -82,6 +88,7 @@ def spark_run_vars(lake: Path, spec: DatasetSpec) -> Iterator[dict[str, Any]]:
         }
     finally:
         shutil.rmtree(warehouse, ignore_errors=True)
+    import_tables(con, lake, spec.db_schema("features"))
 
 
 def export_table(con: duckdb.DuckDBPyConnection, schema: str, table: str, lake: Path) -> Path:
@@ -112,10 +119,19 @@ def import_tables(con: duckdb.DuckDBPyConnection, lake: Path, schema: str) -> li
     folder = lake / schema
     tables = [t for t in sorted(folder.iterdir()) if t.is_dir() and _has_parquet(t)]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    views = {
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_type = 'VIEW'",
+            [schema],
+        ).fetchall()
+    }
     with transaction(con):
         for table in tables:
             name = qualified(schema, table.name)
-            con.execute(f"DROP VIEW IF EXISTS {name}")
+            if table.name in views:
+                con.execute(f"DROP VIEW {name}")
             con.execute(
                 f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM "
                 f"read_parquet('{table}/**/*.parquet', hive_partitioning = true)"

@@ -209,17 +209,20 @@
 
 {#- on-run-start (Spark): the metastore starts empty each run; the lake's existing tables
     (var spark_tables, listed by churn_assets.lib.spark_lake) are registered first, so sources
-    resolve and incremental models find their previous state. -#}
+    resolve and incremental models find their previous state. dbt has already cached the (then
+    empty) catalog, so each table is added to its cache too. -#}
 {% macro register_lake_tables() -%}
     {%- if execute and target.type == 'spark' -%}
         {%- for table in var('spark_tables') -%}
+            {%- set relation = api.Relation.create(
+                schema=table['schema'], identifier=table['name'], type='table') -%}
             {%- do run_query('create database if not exists ' ~ table['schema']) -%}
-            {%- do run_query('create table if not exists ' ~ table['schema'] ~ '.' ~ table['name']
+            {%- do run_query('create table if not exists ' ~ relation
                 ~ " using parquet location '" ~ table['path'] ~ "'") -%}
             {%- if table['partitioned'] -%}
-                {%- do run_query('alter table ' ~ table['schema'] ~ '.' ~ table['name']
-                    ~ ' recover partitions') -%}
+                {%- do run_query('alter table ' ~ relation ~ ' recover partitions') -%}
             {%- endif -%}
+            {%- do adapter.cache_added(relation) -%}
         {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}

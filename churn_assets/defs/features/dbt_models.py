@@ -14,7 +14,6 @@ the DuckDB engine would have written, so the assets downstream never know which 
 import hashlib
 from collections.abc import Iterator, Mapping
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -30,7 +29,7 @@ from churn_assets.defs.features import project
 from churn_assets.lib.datasets import DatasetSpec, observation_calendar
 from churn_assets.lib.features_dbt import dbt_vars, vars_arg
 from churn_assets.lib.features_registry import FeatureSet, feature_set
-from churn_assets.lib.spark_lake import export_table, import_tables, spark_run_vars
+from churn_assets.lib.spark_lake import spark_build
 from churn_assets.resources import DuckDBResource
 from churn_assets.settings import ChurnSettings
 
@@ -98,29 +97,6 @@ def observation_bounds(
     return dates[0], dates[-1]
 
 
-def build_on_spark(
-    context: AssetExecutionContext,
-    dbt: DbtCliResource,
-    duckdb: DuckDBResource,
-    lake: Path,
-    spec: DatasetSpec,
-    variables: dict[str, Any],
-) -> Iterator[Any]:
-    """Raw table to the lake, ``dbt build --target spark``, marts back into DuckDB. The DuckDB
-    connection (and its lock) is held throughout: it also keeps two runs off the lake at once.
-    The raw table is exported on every build, so the lake's copy is always the validated one
-    (whichever engine loaded it, and after a replay moved its as-of date)."""
-    with duckdb.connect() as con:
-        export_table(con, spec.db_schema("raw"), spec.raw_table, lake)
-        with spark_run_vars(lake, spec) as spark_vars:
-            invocation = dbt.cli(
-                ["build", "--target", "spark", *vars_arg(variables | spark_vars)], context=context
-            )
-            yield from invocation.stream()
-        imported = import_tables(con, lake, spec.db_schema("features"))
-    context.log.info(f"marts back from the lake into DuckDB: {', '.join(imported)}")
-
-
 def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
     """The ``@dbt_assets`` definition of one dataset, from its freshly prepared manifest."""
     dbt_project = project.ensure_manifest(spec)
@@ -142,7 +118,13 @@ def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         bounds = observation_bounds(spec, duckdb, settings.history_as_of(spec.name))
         variables = dbt_vars(spec, duckdb.path, bounds)
         if settings.engine == "spark":
-            yield from build_on_spark(context, dbt, duckdb, settings.spark_lake, spec, variables)
+            # The DuckDB connection (and its lock) is held throughout: it also keeps two runs
+            # off the lake at once.
+            with duckdb.connect() as con, spark_build(con, settings.spark_lake, spec) as extra:
+                invocation = dbt.cli(
+                    ["build", "--target", "spark", *vars_arg(variables | extra)], context=context
+                )
+                yield from invocation.stream()
             return
         with duckdb.lock():
             invocation = dbt.cli(["build", *vars_arg(variables)], context=context)

@@ -4,6 +4,7 @@
 -- instead of a COUNT(DISTINCT) over every row (an order with rows on two days counts on each).
 -- Incremental: a day's tiles depend on that day's events only, so exactly the changed days are
 -- rebuilt (macros/incremental_days.sql).
+-- depends_on: {{ ref('int_event_days') }}
 {{ config(
     pre_hook="{{ clear_rebuilt_days('tile_date', 0, 'n_events') }}",
     **incremental_days_config('tile_date'),

@@ -9,6 +9,7 @@
 -- A row depends on purchases of at most the widest window before its day only: incremental
 -- runs rebuild the changed days and the widest window after each (macros/incremental_days.sql).
 {%- set widest = var('windows') | max %}
+-- depends_on: {{ ref('int_event_days') }}
 {{ config(
     pre_hook="{{ clear_rebuilt_days('tile_date', " ~ widest ~ ", 'n_product_lines') }}",
     **incremental_days_config('tile_date'),

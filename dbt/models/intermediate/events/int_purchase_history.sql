@@ -3,6 +3,7 @@
 -- columns are the lifetime features. A row depends on its own day and earlier ones only.
 -- Incremental: every day on or after the first changed day is recomputed, continuing from each
 -- customer's last row before that day (the seed), so a new month costs one month of rows.
+-- depends_on: {{ ref('int_event_days') }}
 {{ config(
     pre_hook="{{ clear_rebuilt_days('tile_date', none, 'n_purchase_lines') }}",
     **incremental_days_config('tile_date'),
