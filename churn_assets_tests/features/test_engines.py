@@ -24,11 +24,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from churn_assets.defs.features.project import dbt_resource
+from churn_assets.defs.features.project import run_models
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.engine_parity import Comparison, compare
-from churn_assets.lib.features_dbt import dbt_vars, vars_arg
-from churn_assets.lib.spark_lake import spark_build, table_dir
+from churn_assets.lib.spark_lake import table_dir
 from churn_assets_tests.features import fixtures
 
 pytestmark = pytest.mark.xdist_group("spark")
@@ -54,20 +53,15 @@ class Build:
     target: Path
 
     def run(self, spec: DatasetSpec, observation: tuple[str, str]) -> None:
-        variables = dbt_vars(spec, str(self.db), _observation(observation))
-        dbt = dbt_resource(spec.name)
-        if self.engine == "duckdb":
-            dbt.cli(["build", *vars_arg(variables)], target_path=self.target).wait()
-            return
-        con = duckdb.connect(str(self.db))
-        try:
-            with spark_build(con, self.lake, spec) as extra:
-                dbt.cli(
-                    ["run", "--target", "spark", *vars_arg(variables | extra)],
-                    target_path=self.target,
-                ).wait()
-        finally:
-            con.close()
+        run_models(
+            spec,
+            self.db,
+            _observation(observation),
+            engine=self.engine,
+            lake=self.lake,
+            target_path=self.target,
+            command="build" if self.engine == "duckdb" else "run",
+        )
 
     def relation(self, spec: DatasetSpec, table: str, alias: str) -> str:
         """The table as DuckDB reads it, with this build's file attached as ``alias``: Spark's
