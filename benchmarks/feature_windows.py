@@ -58,6 +58,14 @@ STAGING = SPEC.db_schema("staging")
 FEATURES = SPEC.db_schema("features")
 
 
+def observation_range(n_months: int) -> tuple[date, date]:
+    """``n_months`` monthly observation dates from 2010-03-01 (the synthetic events start on
+    2010-01-01 and span two years)."""
+    start = date(2010, 3, 1)
+    end_month = start.month - 1 + n_months - 1
+    return start, date(start.year + end_month // 12, end_month % 12 + 1, 1)
+
+
 def compile_models(db_path: Path, start: date, end: date) -> dict[str, Any]:
     """Compiled SQL and materialization of every event model, rendered by dbt itself."""
     target = Path(tempfile.mkdtemp(prefix="bench-target-"))
@@ -267,9 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "bench.duckdb"
     db_path.unlink(missing_ok=True)
-    start = date(2010, 3, 1)
-    end_month = start.month - 1 + args.observations - 1
-    end = date(start.year + end_month // 12, end_month % 12 + 1, 1)
+    start, end = observation_range(args.observations)
 
     def connect() -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(db_path))

@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from churn_assets.lib.landing import LandingFolders
+from churn_assets.lib.spark_lake import ENGINES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -42,6 +43,12 @@ class ChurnSettings(dg.ConfigurableResource):
     mlflow_artifact_root: str
     optuna_storage: str
     redis_url: str = "redis://127.0.0.1:6390/0"
+    engine: str = "duckdb"
+    """Which engine runs the dbt feature models: ``duckdb`` (one machine) or ``spark`` (the same
+    models on Spark; marts come back into DuckDB, so nothing downstream changes)."""
+    spark_dir: str = ""
+    """The Spark engine's lake (parquet tables that outlive a Spark session); see
+    :mod:`churn_assets.lib.spark_lake`."""
     seed: int = 42
     as_of: str = ""
     alert_webhook_url: str = ""
@@ -73,6 +80,10 @@ class ChurnSettings(dg.ConfigurableResource):
             return date.fromisoformat(json.loads(state.read_text())["as_of"])
         return None
 
+    @property
+    def spark_lake(self) -> Path:
+        return Path(self.spark_dir or Path(self.duckdb_path).parent / "spark")
+
     def ensure_dirs(self) -> None:
         for folder in (
             self.processed_dir,
@@ -103,6 +114,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ChurnSettings:
 
     home = Path(path("CHURN_HOME", REPO_ROOT))
     data = home / "data"
+    engine = env.get("CHURN_ENGINE", "duckdb")
+    if engine not in ENGINES:
+        raise ValueError(f"CHURN_ENGINE={engine!r}: expected one of {', '.join(ENGINES)}")
     state = Path(path("CHURN_STATE_DIR", home / ".state"))
     return ChurnSettings(
         home=str(home),
@@ -117,6 +131,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ChurnSettings:
         mlflow_artifact_root=path("CHURN_MLFLOW_ARTIFACTS", state / "mlflow" / "artifacts"),
         optuna_storage=env.get("CHURN_OPTUNA_STORAGE", f"sqlite:///{state / 'optuna.db'}"),
         redis_url=env.get("CHURN_REDIS_URL", "redis://127.0.0.1:6390/0"),
+        engine=engine,
+        spark_dir=path("CHURN_SPARK_DIR", data / "spark"),
         seed=int(env.get("CHURN_SEED", "42")),
         as_of=env.get("CHURN_AS_OF", ""),
         alert_webhook_url=env.get("CHURN_ALERT_WEBHOOK_URL", ""),

@@ -90,6 +90,70 @@ def perturbed_lines() -> tuple[Line, ...]:
     return changed + FUTURE_LINES
 
 
+# The engine-parity and incremental fixture: BASE_LINES plus the edges an engine port gets wrong
+# (leap day, month and year ends at 23:59 and midnight, returns that are not cancellations,
+# repeated products inside a window, a lapse, money with three decimals, another line without a
+# customer), observed monthly over 2011-01-01 .. 2012-05-01. Its "landing month" (May 2012)
+# arrives later, with a late correction to 2011-09-15 and the withdrawal of the only line of
+# 2011-03-20: together they are PARITY_FINAL_LINES, observed up to 2012-06-01.
+PARITY_OBSERVATION = ("2011-01-01", "2012-05-01")
+PARITY_FINAL_OBSERVATION = ("2011-01-01", "2012-06-01")
+CORRECTED_DAY = "2011-09-15"
+WITHDRAWN_DAY = "2011-03-20"
+UNTOUCHED_DAY = "2011-08-05"
+PARITY_LINES: tuple[Line, ...] = (
+    *BASE_LINES,
+    # customer 10: leap day and month ends; at T = 2012-03-01, T - 30d = 2012-01-31 00:00
+    Line("1000", "A", 2, "2012-02-29 10:00", 3.0, 10),
+    Line("1001", "B", 1, "2012-02-28 23:59", 4.0, 10),
+    Line("1002", "A", 1, "2012-03-01 00:00", 5.0, 10),
+    Line("1003", "C", 3, "2011-12-31 23:59", 2.5, 10),
+    Line("1004", "A", 1, "2012-01-31 00:00", 1.0, 10),
+    Line("1005", "D", 2, "2011-11-30 23:59", 7.25, 10),
+    Line("1006", "A", -1, "2012-03-05 12:00", 3.0, 10),  # a return, not a cancellation
+    # customer 11: one purchase, at midnight on a month end
+    Line("1100", "A", 1, "2011-08-31 00:00", 9.99, 11),
+    # customer 12: a cancelled order, a purchase exactly at T, a return
+    Line("1200", "A", 5, f"{CORRECTED_DAY} 14:00", 2.0, 12),
+    Line("C1201", "A", -5, "2011-09-16 09:00", 2.0, 12),
+    Line("1202", "B", 2, "2011-10-01 00:00", 6.0, 12),
+    Line("1203", "B", -1, "2011-10-20 10:00", 6.0, 12),
+    Line("1204", "E", 1, "2011-12-01 00:00", 10.0, 12),
+    # customer 13: the same products again and again (distinct products), two lines per order
+    Line("1300", "P", 1, "2011-06-01 08:00", 1.0, 13),
+    Line("1301", "P", 1, "2011-06-20 08:00", 1.0, 13),
+    Line("1302", "P", 1, f"{UNTOUCHED_DAY} 08:00", 1.0, 13),
+    Line("1303", "Q", 1, f"{UNTOUCHED_DAY} 08:00", 2.0, 13),
+    Line("1304", "P", 1, "2011-09-30 23:59", 1.0, 13),
+    Line("1304", "Q", 2, "2011-09-30 23:59", 2.0, 13),
+    # customer 14: lapses of more than 90 days; its 2011-03-20 line is withdrawn later
+    Line("1400", "A", 1, "2011-01-02 00:00", 4.0, 14),
+    Line("1499", "A", 1, f"{WITHDRAWN_DAY} 10:00", 2.0, 14),
+    Line("1401", "A", 1, "2011-07-01 00:00", 4.0, 14),
+    Line("1402", "B", 1, "2012-04-30 23:59", 8.0, 14),
+    # customer 15: amounts with three decimals
+    Line("1500", "A", 3, "2011-11-11 11:11", 1.255, 15),
+    Line("1501", "B", 7, "2012-01-15 15:15", 0.333, 15),
+    # no customer, on the leap day
+    Line("1600", "A", 1, "2012-02-29 12:00", 5.0, None),
+)
+LANDING_LINES: tuple[Line, ...] = (
+    Line("1403", "B", 2, "2012-05-03 10:00", 8.0, 14),
+    Line("1700", "A", 1, "2012-05-20 12:00", 5.0, 17),
+)
+
+
+def parity_final_lines() -> tuple[Line, ...]:
+    """PARITY_LINES after the landing month: its lines added, CORRECTED_DAY's purchase changed,
+    WITHDRAWN_DAY's only line gone."""
+    corrected = tuple(
+        replace(line, quantity=6) if line.invoice == "1200" else line
+        for line in PARITY_LINES
+        if not line.ts.startswith(WITHDRAWN_DAY)
+    )
+    return corrected + LANDING_LINES
+
+
 TELCO_ROWS = (
     # customer_id, contract, tenure, monthly, total ("" = blank), internet, addons Yes, payment, churn
     ("0001-AAAAA", "Month-to-month", 0, 50.0, "", "DSL", 0, "Electronic check", "No"),

@@ -13,9 +13,24 @@
     cast(({{ date_expr }}) + cast({{ days }} as integer) as date)
 {%- endmacro %}
 
+{#- dbt-spark's dateadd goes through unix timestamps and back; date_add stays a DATE. -#}
+{% macro spark__add_days(date_expr, days) -%}
+    date_add({{ date_expr }}, {{ days }})
+{%- endmacro %}
+
 {#- Whole days from start_expr to end_expr (both DATE). -#}
 {% macro days_between(start_expr, end_expr) -%}
+    {{ return(adapter.dispatch('days_between', 'churn_features')(start_expr, end_expr)) }}
+{%- endmacro %}
+
+{% macro default__days_between(start_expr, end_expr) -%}
     {{ dbt.datediff(start_expr, end_expr, 'day') }}
+{%- endmacro %}
+
+{#- dbt-spark's datediff fails on NULL (assert_not_null); a NULL date (lag() on a first row)
+    must give NULL, as everywhere else. -#}
+{% macro spark__days_between(start_expr, end_expr) -%}
+    datediff({{ end_expr }}, {{ start_expr }})
 {%- endmacro %}
 
 {#- One row per first-of-month date in [start, end] (both 'YYYY-MM-DD' strings), column observation_date. -#}
@@ -37,6 +52,13 @@
 {% macro duckdb__month_starts(start, end) -%}
     select cast(range as date) as observation_date
     from range(cast('{{ start }}' as date), cast('{{ end }}' as date) + interval 1 day, interval 1 month)
+{%- endmacro %}
+
+{#- Spark 4.0 has no recursive CTEs; sequence() over dates steps by calendar months. -#}
+{% macro spark__month_starts(start, end) -%}
+    select explode(
+        sequence(cast('{{ start }}' as date), cast('{{ end }}' as date), interval 1 month)
+    ) as observation_date
 {%- endmacro %}
 
 {#- Median as an aggregate. -#}

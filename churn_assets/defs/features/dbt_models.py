@@ -5,6 +5,10 @@ every dbt test runs right after its model and reports as a Dagster asset check. 
 DuckDB file, hence the ``duckdb`` pool and the file lock. The observation dates of an events
 dataset come from its raw table's first and last event (the same calendar the raw asset made
 into partitions), read just before dbt runs.
+
+With ``CHURN_ENGINE=spark`` the same models run on Spark (dbt target ``spark``): the validated raw
+table goes to the lake as parquet first, and the marts come back from it into the DuckDB tables
+the DuckDB engine would have written, so the assets downstream never know which engine ran.
 """
 
 import hashlib
@@ -25,6 +29,7 @@ from churn_assets.defs.features import project
 from churn_assets.lib.datasets import DatasetSpec, observation_calendar
 from churn_assets.lib.features_dbt import dbt_vars, vars_arg
 from churn_assets.lib.features_registry import FeatureSet, feature_set
+from churn_assets.lib.spark_lake import spark_build
 from churn_assets.resources import DuckDBResource
 from churn_assets.settings import ChurnSettings
 
@@ -112,6 +117,15 @@ def build_dbt_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         """``dbt build`` with the dataset's vars, observation dates and the DuckDB path."""
         bounds = observation_bounds(spec, duckdb, settings.history_as_of(spec.name))
         variables = dbt_vars(spec, duckdb.path, bounds)
+        if settings.engine == "spark":
+            # The DuckDB connection (and its lock) is held throughout: it also keeps two runs
+            # off the lake at once.
+            with duckdb.connect() as con, spark_build(con, settings.spark_lake, spec) as extra:
+                invocation = dbt.cli(
+                    ["build", "--target", "spark", *vars_arg(variables | extra)], context=context
+                )
+                yield from invocation.stream()
+            return
         with duckdb.lock():
             invocation = dbt.cli(["build", *vars_arg(variables)], context=context)
             yield from invocation.stream().fetch_row_counts()

@@ -11,16 +11,19 @@ import shutil
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.features_dbt import DBT_PROJECT_DIR, dbt_vars, vars_arg
 from churn_assets.lib.file_lock import file_lock
+from churn_assets.lib.spark_lake import spark_build
 
 
 @cache
@@ -99,3 +102,33 @@ def model_checksums(spec: DatasetSpec) -> dict[str, str]:
         for node in read_manifest(spec)["nodes"].values()
         if node["resource_type"] == "model"
     }
+
+
+def run_models(
+    spec: DatasetSpec,
+    duckdb_path: Path,
+    observation: tuple[date, date] | None,
+    *,
+    engine: str = "duckdb",
+    lake: Path | None = None,
+    target_path: Path | None = None,
+    command: str = "build",
+) -> None:
+    """Run a dataset's models outside Dagster (tests, parity checks, measurements) the way the
+    dbt asset does: on DuckDB into ``duckdb_path``; on Spark from and into ``lake``, with the raw
+    table exported from and the marts imported back into ``duckdb_path``."""
+    variables = dbt_vars(spec, str(duckdb_path), observation)
+    dbt = dbt_resource(spec.name)
+    if engine == "duckdb":
+        dbt.cli([command, *vars_arg(variables)], target_path=target_path).wait()
+        return
+    assert lake is not None, "the Spark engine needs its lake folder"
+    con = duckdb.connect(str(duckdb_path))
+    try:
+        with spark_build(con, lake, spec) as extra:
+            dbt.cli(
+                [command, "--target", "spark", *vars_arg(variables | extra)],
+                target_path=target_path,
+            ).wait()
+    finally:
+        con.close()

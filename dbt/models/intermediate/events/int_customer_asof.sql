@@ -1,8 +1,17 @@
 -- The spine of the feature table: every (customer, T) where the customer bought before T, with
 -- the as-of purchase-history row (last purchase day before T). Portable interval join on the
--- small purchase-history table instead of a range join over events.
+-- small purchase-history table instead of a range join over events. The next purchase day (for
+-- the label) is looked up here rather than stored in the history, whose rows then depend on the
+-- past only and can be built incrementally.
 with observations as (
     select observation_date from {{ ref('int_observation_dates') }}
+),
+
+history as (
+    select
+        *,
+        lead(tile_date) over (partition by customer_id order by tile_date) as next_purchase_date
+    from {{ ref('int_purchase_history') }}
 )
 
 select
@@ -18,7 +27,7 @@ select
     history.cum_gap_sq,
     history.cum_max_gap,
     history.cum_lapses
-from {{ ref('int_purchase_history') }} as history
+from history
 inner join observations
     on history.tile_date < observations.observation_date
     and observations.observation_date

@@ -2,6 +2,13 @@
 -- Window features at T are sums of tiles with tile_date in [T - w, T): exact because T is midnight.
 -- Rows are first rolled up per order and day, so distinct orders per day are a plain count
 -- instead of a COUNT(DISTINCT) over every row (an order with rows on two days counts on each).
+-- Incremental: a day's tiles depend on that day's events only, so exactly the changed days are
+-- rebuilt (macros/incremental_days.sql).
+-- depends_on: {{ ref('int_event_days') }}
+{{ config(
+    pre_hook="{{ clear_rebuilt_days('tile_date', 0, 'n_events') }}",
+    **incremental_days_config('tile_date'),
+) }}
 with orders as (
     select
         customer_id,
@@ -11,10 +18,13 @@ with orders as (
         count(*) as n_lines,
         sum(amount) as amount
     from {{ ref('stg_events') }}
+    {%- if is_incremental() %}
+    where event_date in ({{ rebuilt_days(0) }})
+    {%- endif %}
     group by customer_id, event_date, order_id, event_type = 'purchase'
 )
 
-select
+select {{ one_file_per_day('tile_date') }}
     customer_id,
     event_date as tile_date,
     -- narrow types keep the window sums downstream on 64-bit arithmetic

@@ -15,9 +15,9 @@
 {%- set tile_measures = {
     'orders': ('n_orders', 'integer'),
     'lines': ('n_lines', 'integer'),
-    'revenue': ('revenue', 'double precision'),
+    'revenue': ('revenue', 'double'),
     'returns': ('n_returns', 'integer'),
-    'return_value': ('return_value', 'double precision'),
+    'return_value': ('return_value', 'double'),
 } %}
 with data_start as (
     select cast(min(event_ts) as date) as first_day from {{ source('raw', 'events') }}
@@ -68,13 +68,14 @@ product_counts as (
         observations.observation_date,
         {%- for w in windows %}
         sum(case when products.tile_date >= observations.window_start_{{ w }}d
+            and (products.previous_purchase_date is null
+                or products.previous_purchase_date < observations.window_start_{{ w }}d)
             then products.n_products else 0 end) as distinct_products_{{ w }}d{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('int_product_days') }} as products
     inner join observations
         on products.tile_date >= observations.window_start_{{ windows[-1] }}d
         and products.tile_date < observations.observation_date
-        and observations.observation_date <= products.still_last_until
     group by products.customer_id, observations.observation_date
 ),
 
@@ -96,7 +97,7 @@ joined as (
         cast({{ days_between('spine.first_purchase_date', 'spine.observation_date') }} as integer)
             as tenure_days,
         cast(spine.cum_orders as integer) as lifetime_orders,
-        cast(spine.cum_revenue as double precision) as lifetime_revenue,
+        cast(spine.cum_revenue as double) as lifetime_revenue,
         {%- for w in long_windows %}
         {%- for feature, column in long_measures.items() %}
         cast({{ known_since('spine.observation_date', w, 'data_start.first_day',
@@ -113,9 +114,9 @@ joined as (
         cast(extract(month from spine.observation_date) as integer) as observation_month,
         cast(spine.cum_max_gap as integer) as max_gap_days,
         cast(spine.cum_lapses as integer) as n_lapses,
-        cast(spine.cum_lines as double precision) as lifetime_lines,
+        cast(spine.cum_lines as double) as lifetime_lines,
         spine.cum_purchase_days - 1 as n_gaps,
-        cast({{ days_between('spine.first_purchase_date', 'spine.last_purchase_date') }} as double precision)
+        cast({{ days_between('spine.first_purchase_date', 'spine.last_purchase_date') }} as double)
             as gap_sum,
         spine.cum_gap_sq
     from {{ ref('int_customer_asof') }} as spine
@@ -141,12 +142,14 @@ select
     tenure_days,
     lifetime_orders,
     lifetime_revenue,
-    -- Laplace-smoothed ratios: defined (never NULL) when the previous window was empty.
-    (orders_{{ w0 }}d + 1.0) / (orders_{{ w1 }}d - orders_{{ w0 }}d + 1.0) as orders_trend_{{ w0 }}d,
-    (revenue_{{ w0 }}d + 1.0) / (revenue_{{ w1 }}d - revenue_{{ w0 }}d + 1.0) as revenue_trend_{{ w0 }}d,
+    -- Laplace-smoothed ratios: defined (never NULL) when the previous window was empty. In double
+    -- precision on every engine (Spark would keep integer + 1.0 a rounded decimal).
+    (cast(orders_{{ w0 }}d as double) + 1) / (orders_{{ w1 }}d - orders_{{ w0 }}d + 1)
+        as orders_trend_{{ w0 }}d,
+    (revenue_{{ w0 }}d + 1) / (revenue_{{ w1 }}d - revenue_{{ w0 }}d + 1) as revenue_trend_{{ w0 }}d,
     -- Gaps between consecutive purchase days. With a single purchase day there is no gap yet:
     -- the mean falls back to the tenure (a lower bound on the first gap) and the std to 0.
-    case when n_gaps > 0 then gap_sum / n_gaps else cast(tenure_days as double precision) end
+    case when n_gaps > 0 then gap_sum / n_gaps else cast(tenure_days as double) end
         as interpurchase_mean_days,
     case
         when n_gaps > 0
@@ -167,7 +170,7 @@ select
     n_lapses as n_lapses_{{ var('active_window_days') }}d,
     -- recency in units of the usual gap (the mean gap is >= 1 day: never a division by 0)
     recency_days / (case when n_gaps > 0 then gap_sum / n_gaps
-        else cast(tenure_days as double precision) end) as recency_to_mean_gap,
+        else cast(tenure_days as double) end) as recency_to_mean_gap,
     lifetime_revenue / lifetime_orders as avg_order_value,
     lifetime_lines / lifetime_orders as avg_lines_per_order,
     lifetime_revenue / lifetime_lines as avg_line_value
