@@ -28,6 +28,7 @@ MONTH = "2011-12-01"
 """The newest observation date: the online store holds exactly its features, so the API and
 the batch scores can be compared customer by customer."""
 FAST_TRAINING = {"n_trials": 2, "max_rounds": 60}
+FAST_DEEP = {"n_trials": 1, "max_epochs": 20}
 
 
 def _job(defs: dg.Definitions, name: str, selection: dg.AssetSelection) -> dg.JobDefinition:
@@ -58,6 +59,7 @@ def test_real_graph_end_to_end(tmp_path: Path, redis_server: RedisServer) -> Non
     # (tested on its own) must not decide whether this run gets a champion to score with.
     fast = {
         **{f"{ds}_xgboost_model": {"config": FAST_TRAINING} for ds in ("telco", "retail")},
+        **{f"{ds}_deep_model": {"config": FAST_DEEP} for ds in ("telco", "retail")},
         **{
             f"{ds}_model_promotion": {"config": {"max_calibration_error": 0.3}}
             for ds in ("telco", "retail")

@@ -46,7 +46,12 @@ def test_a_declared_dataset_runs_the_whole_graph(tmp_path: Path, redis_server: R
     main = dg.define_asset_job(
         "acme_main", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*partitioned)
     )
-    run_config = {"ops": {"acme_xgboost_model": {"config": FAST}}}
+    run_config = {
+        "ops": {
+            "acme_xgboost_model": {"config": FAST},
+            "acme_deep_model": {"config": {"n_trials": 1, "max_epochs": 10}},
+        }
+    }
     with dg.instance_for_test() as instance:
         job = dg.Definitions.merge(defs, dg.Definitions(jobs=[main])).resolve_job_def("acme_main")
         assert job.execute_in_process(instance=instance, run_config=run_config).success

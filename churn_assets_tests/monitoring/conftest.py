@@ -41,6 +41,7 @@ FAST_TRAINING_WISHES: dict[str, dict[str, Any]] = {
         "n_jobs": 1,
         "validation_folds": 2,
     },
+    "retail_deep_model": {"n_trials": 1, "max_epochs": 10},
     "retail_model_promotion": {"max_calibration_error": 0.5},
     "retail_shap_explanations": {"max_rows_for_plots": 200},
 }

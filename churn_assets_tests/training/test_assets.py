@@ -27,6 +27,7 @@ from churn_assets_tests.training.fixtures import retail_training_set_from, synth
 # One XGBoost thread: pytest-xdist workers already use both cores (OpenMP oversubscription
 # makes boosting crawl).
 TINY = {"n_trials": 3, "timeout_seconds": 60.0, "max_rounds": 150, "n_jobs": 1}
+TINY_DEEP = {"n_trials": 2, "max_epochs": 10}
 # The anchored out-of-time split tests the synthetic panel on 2011-06 .. 2011-09.
 RETAIL_TEST_START, RETAIL_TEST_END = date(2011, 6, 1), date(2011, 9, 1)
 
@@ -45,6 +46,7 @@ def _run_config(spec: DatasetSpec, xgboost: dict[str, Any] = TINY) -> dict[str, 
         "ops": {
             spec.key("baseline_model"): {"config": {"n_bootstrap": 50, **extra}},
             spec.key("xgboost_model"): {"config": xgboost},
+            spec.key("deep_model"): {"config": TINY_DEEP},
             # 300 test rows make a 10-bin ECE noisy; the gate's rules have their own tests.
             spec.key("model_promotion"): {"config": {"max_calibration_error": 0.5}},
             spec.key("shap_explanations"): {"config": {"max_rows_for_plots": 200}},
@@ -100,25 +102,26 @@ def test_training_graph_materializes(
     )
     assert result.success
 
-    baseline: Candidate = result.output_for_node(spec.key("baseline_model"))
-    xgboost: Candidate = result.output_for_node(spec.key("xgboost_model"))
-    assert xgboost.protocol == baseline.protocol  # inherited: same rows, same costs
+    candidates: dict[str, Candidate] = {
+        name: result.output_for_node(spec.key(f"{name}_model")) for name in training.CANDIDATES
+    }
+    baseline, xgboost = candidates["baseline"], candidates["xgboost"]
+    for candidate in candidates.values():  # inherited: same rows, same costs
+        assert candidate.protocol == baseline.protocol
     assert baseline.protocol.kind == spec.protocol
     registered: RegisteredModel = result.output_for_node(spec.key("model_selection"))
     assert registered.version == "1"
-    assert registered.candidate in (baseline, xgboost)
+    assert registered.candidate in candidates.values()
     promotion = result.output_for_node(spec.key("model_promotion"))
     assert promotion["promoted"], promotion["reasons"]
     assert promotion["champion_version"] == "1"
     assert promotion["candidate"] == registered.name
 
     metadata = _metadata(result)
-    _assert_comparison_lists_every_candidate(
-        metadata[spec.key("model_selection")], {"baseline": baseline, "xgboost": xgboost}
-    )
-    for candidate in ("baseline_model", "xgboost_model"):
-        assert "mlflow_run_id" in metadata[spec.key(candidate)]
-        assert "data:image/png;base64" in metadata[spec.key(candidate)]["plots"].value
+    _assert_comparison_lists_every_candidate(metadata[spec.key("model_selection")], candidates)
+    for name in candidates:
+        assert "mlflow_run_id" in metadata[spec.key(f"{name}_model")]
+        assert "data:image/png;base64" in metadata[spec.key(f"{name}_model")]["plots"].value
     assert "Decision" in metadata[spec.key("model_promotion")]["decision_table"].value
     assert "data:image/png;base64" in metadata[spec.key("shap_explanations")]["plots"].value
     checks = {c.check_name for c in result.get_asset_check_evaluations()}

@@ -14,8 +14,8 @@ import dagster as dg
 from sklearn.pipeline import Pipeline
 
 from churn_assets import metadata
-from churn_assets.defs.training.configs import BaselineConfig, XGBoostConfig
-from churn_assets.lib import modeling
+from churn_assets.defs.training.configs import BaselineConfig, DeepConfig, XGBoostConfig
+from churn_assets.lib import deep, modeling
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.evaluation import evaluation_plots, metrics_markdown
@@ -113,6 +113,23 @@ def fit_and_log(
     )
 
 
+def tuned(
+    context: dg.AssetExecutionContext, prefix: str, tuning: modeling.TuningResult
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Log an Optuna search's outcome; its parameters and best validation score for the run."""
+    context.log.info(
+        f"optuna {tuning.study_name}: {tuning.n_trials} trials ({tuning.n_pruned} pruned), "
+        f"best validation ROC-AUC {tuning.cv_auc:.4f}"
+    )
+    params = {
+        **{f"{prefix}_{k}": v for k, v in tuning.params.items()},
+        "n_trials": tuning.n_trials,
+        "n_pruned": tuning.n_pruned,
+        "optuna_study": tuning.study_name,
+    }
+    return params, {"tuning_best_validation_auc": tuning.cv_auc}
+
+
 def build_baseline(spec: DatasetSpec) -> dg.AssetsDefinition:
     @candidate_asset(
         spec,
@@ -177,10 +194,6 @@ def build_xgboost(spec: DatasetSpec) -> dg.AssetsDefinition:
             weight_classes=protocol.calibration_method != "none",
             max_rounds=config.max_rounds,
         )
-        context.log.info(
-            f"optuna {tuning.study_name}: {tuning.n_trials} trials ({tuning.n_pruned} pruned), "
-            f"best validation ROC-AUC {tuning.cv_auc:.4f}"
-        )
         return fit_and_log(
             context,
             spec,
@@ -191,13 +204,56 @@ def build_xgboost(spec: DatasetSpec) -> dg.AssetsDefinition:
             lambda: modeling.xgboost_pipeline(
                 training_set, tuning.params, seed=protocol.seed, n_jobs=config.n_jobs
             ),
-            {
-                **{f"xgb_{k}": v for k, v in tuning.params.items()},
-                "n_trials": tuning.n_trials,
-                "n_pruned": tuning.n_pruned,
-                "optuna_study": tuning.study_name,
-            },
-            {"tuning_best_validation_auc": tuning.cv_auc},
+            *tuned(context, "xgb", tuning),
         )
 
     return xgboost_model
+
+
+def build_deep(spec: DatasetSpec) -> dg.AssetsDefinition:
+    @candidate_asset(
+        spec,
+        "deep",
+        {"jax", "optuna"},
+        f"Deep tabular model on {spec.name}: an MLP with learned embeddings of the categorical "
+        "features, trained with JAX, tuned by Optuna on the protocol's validation folds with "
+        "early stopping; explains itself by integrated gradients.",
+    )
+    def deep_model(
+        context: dg.AssetExecutionContext,
+        config: DeepConfig,
+        settings: ChurnSettings,
+        mlflow: MLflowResource,
+        training_set: TrainingSet,
+        baseline: Candidate,
+    ) -> dg.Output[Candidate]:
+        protocol = baseline.protocol
+        split = protocol.split(training_set, training_set.frame())
+        numeric, categorical = training_set.numeric_features, training_set.categorical_features
+        tuning = deep.tune_deep(
+            split.x_train,
+            split.y_train,
+            split.folds,
+            numeric=numeric,
+            categorical=categorical,
+            n_trials=config.n_trials,
+            timeout_seconds=config.timeout_seconds,
+            seed=protocol.seed,
+            storage=settings.optuna_storage,
+            study_name=f"churn-{spec.name}-{training_set.version}-deep-seed{protocol.seed}",
+            weight_classes=protocol.calibration_method != "none",
+            max_epochs=config.max_epochs,
+            patience=config.patience,
+        )
+        return fit_and_log(
+            context,
+            spec,
+            mlflow,
+            training_set,
+            protocol,
+            "deep",
+            lambda: deep.deep_pipeline(numeric, categorical, tuning.params, protocol.seed),
+            *tuned(context, "deep", tuning),
+        )
+
+    return deep_model

@@ -60,6 +60,18 @@ class XGBoostConfig(dg.Config):
     n_jobs: int = 1
 
 
+class DeepConfig(dg.Config):
+    """Tuning budget of the deep tabular candidate, under XGBoost's rules (the trial count
+    binds, the timeout is a safety net). A trial costs about ten XGBoost trials (a network
+    compiled and trained per fold), so the default is smaller; raise it in the launchpad.
+    """
+
+    n_trials: int = 4
+    timeout_seconds: float = 300.0
+    max_epochs: int = 200
+    patience: int = 12
+
+
 class PromotionConfig(dg.Config):
     """Gate knobs: required ROC-AUC gain over the champion and the ECE sanity bound."""
 
