@@ -69,7 +69,7 @@ def sweep(
 
     started = time.perf_counter()
     baseline, _ = modeling.fit_calibrated(
-        modeling.baseline_pipeline(ts, seed=seed, balanced=calibration != "none"),
+        modeling.baseline_pipeline(ts, seed=seed, balanced=protocol.class_weights),
         ts,
         split,
         calibration=calibration,
@@ -98,7 +98,8 @@ def sweep(
             n_jobs=1,
             storage=storage,
             study_name=f"budget-{ts.dataset}",
-            weight_classes=calibration != "none",
+            weight_classes=protocol.class_weights,
+            balance_seasons=protocol.balance_seasons,
         )
         model, _ = modeling.fit_calibrated(
             modeling.xgboost_pipeline(ts, tuning.params, seed=seed, n_jobs=1),

@@ -157,7 +157,7 @@ def register_quick_champion(spec: DatasetSpec, settings: ChurnSettings) -> str:
     )
     split = protocol.split(ts, ts.frame())
     model, fold_auc = modeling.fit_calibrated(
-        modeling.baseline_pipeline(ts, seed=protocol.seed),
+        modeling.baseline_pipeline(ts, seed=protocol.seed, balanced=protocol.class_weights),
         ts,
         split,
         calibration=protocol.calibration_method,

@@ -30,7 +30,7 @@ from churn_assets.lib.training_set import (
 )
 from churn_assets.settings import ChurnSettings
 
-RETAIL_NUMERIC = ("recency_days", "orders_90d", "revenue_90d")
+RETAIL_NUMERIC = ("recency_days", "orders_90d", "revenue_90d", "observation_month")
 RETAIL_CATEGORICAL = ("segment_country",)
 RETAIL_MONTHS = 19
 """2010-03-01 .. 2011-09-01: the anchored out-of-time split tests on 2011-06 .. 2011-09 and
@@ -108,6 +108,7 @@ def synthetic_retail_frame(n_customers: int = 300, seed: int = 0) -> pl.DataFram
                     "recency_days": recency,
                     "orders_90d": orders,
                     "revenue_90d": revenue,
+                    "observation_month": [month.month] * n_customers,
                     "segment_country": rng.choice(["UK", "DE", "FR"], n_customers),
                 }
             )

@@ -259,6 +259,7 @@ def test_tuning_returns_refit_params_and_tops_up_a_persisted_study(
 ) -> None:
     x, y = data
     folds = list(StratifiedKFold(n_splits=2, shuffle=True, random_state=0).split(x, y))
+    split = modeling.DataSplit("random", x, y, x.head(0), y[:0], folds, np.arange(0))
     kwargs: dict = {
         "numeric": NUMERIC,
         "categorical": CATEGORICAL,
@@ -271,7 +272,7 @@ def test_tuning_returns_refit_params_and_tops_up_a_persisted_study(
         "patience": 5,
     }
     mappings_before = len(Path("/proc/self/maps").read_text().splitlines())
-    result = tune_deep(x, y, folds, n_trials=2, **kwargs)
+    result = tune_deep(split, n_trials=2, **kwargs)
     # Each trial's compiled network is released (one kept architecture costs ~350 mappings).
     assert len(Path("/proc/self/maps").read_text().splitlines()) < mappings_before + 200
     assert result.n_trials == 2
@@ -279,7 +280,7 @@ def test_tuning_returns_refit_params_and_tops_up_a_persisted_study(
     assert result.params["validation_fraction"] == 0.0
     assert result.params["max_epochs"] >= 1
     assert 1.0 <= result.params["pos_weight"] <= (y == 0).sum() / (y == 1).sum()
-    again = tune_deep(x, y, folds, n_trials=2, **kwargs)
+    again = tune_deep(split, n_trials=2, **kwargs)
     assert again.n_trials == 2 and again.params == result.params
     refit = deep_pipeline(NUMERIC, CATEGORICAL, result.params, seed=0).fit(x, y)
     assert refit.named_steps["model"].n_epochs_ == result.params["max_epochs"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 import shap
@@ -340,3 +341,62 @@ def test_retraining_is_blocked_until_training_dates_span_the_horizon() -> None:
     # One more matured month puts train_end at 2010-06-01, 92 days after the first date.
     assert modeling.out_of_time_blocker([*early, date(2010, 12, 1)], 90) is None
     assert modeling.out_of_time_blocker(_months(date(2010, 3, 1), date(2011, 9, 1)), 90) is None
+
+
+def _seasonal_panel(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two years of month starts whose churn rate depends on the calendar month (winter high,
+    summer low) and rose in the second year, plus one feature that tells churners apart."""
+    rng = np.random.default_rng(seed)
+    firsts = [date(2010 + i // 12, i % 12 + 1, 1) for i in range(24)]
+    dates, x, y = [], [], []
+    for i, first in enumerate(firsts):
+        rate = (0.55 if first.month in (11, 12, 1, 2) else 0.2) + (0.1 if i >= 12 else 0.0)
+        # Label shift, the prior's assumption: the rate moves, the signal given the label not.
+        churned = rng.random(400) < rate
+        signal = rng.normal(churned.astype(float), 1.0)
+        dates.append(np.full(400, np.datetime64(first, "D")))
+        x.append(signal)
+        y.append(churned.astype(int))
+    return np.concatenate(dates), np.concatenate(x), np.concatenate(y)
+
+
+def test_season_balancing_gives_every_date_one_rate_and_the_prior_puts_each_month_back() -> None:
+    """Season-balanced weights leave every observation date with the overall churn rate (and
+    its own total weight); a model fitted with them, shifted by the seasonal prior, predicts
+    on average each calendar month's newest observed rate, not the overall one."""
+    from churn_assets.lib.modeling.estimators import (
+        SEASON_FEATURE,
+        SeasonalPrior,
+        calendar_months,
+        season_balancing_weights,
+    )
+
+    dates, signal, y = _seasonal_panel()
+    weights = season_balancing_weights(dates, y)
+    overall = y.mean()
+    for day in np.unique(dates):
+        rows = dates == day
+        assert np.average(y[rows], weights=weights[rows]) == pytest.approx(overall)
+        assert weights[rows].sum() == pytest.approx(rows.sum())
+    # Unweighted, the months' rates really differ (else this test proves nothing).
+    rates = [y[dates == day].mean() for day in np.unique(dates)]
+    assert max(rates) - min(rates) > 0.3
+
+    balanced = LogisticRegression().fit(signal[:, None], y, sample_weight=weights)
+    raw = balanced.predict_proba(signal[:, None])[:, 1]
+    prior = SeasonalPrior().fit(dates, y)
+    months = calendar_months(dates)
+    frame = pd.DataFrame({SEASON_FEATURE: months})
+    shifted = prior.transform(raw, frame)
+    second_year = dates >= np.datetime64("2011-01-01")
+    for month in (1, 7, 12):
+        rows = second_year & (months == month)
+        newest = y[rows].mean()
+        older = y[~second_year & (months == month)].mean()
+        assert shifted[rows].mean() == pytest.approx(newest, abs=0.04)
+        # The newest year's rate wins over the older one, and over the balanced overall rate.
+        assert abs(shifted[rows].mean() - newest) < abs(shifted[rows].mean() - older)
+        assert abs(shifted[rows].mean() - newest) < abs(raw[rows].mean() - newest)
+    # A calendar month the training dates never reached (or no month) keeps the raw score.
+    unseen = SeasonalPrior().fit(dates[months <= 6], y[months <= 6])
+    np.testing.assert_allclose(unseen.shift(np.array([9.0, np.nan])), 0.0)

@@ -156,7 +156,7 @@ def build_baseline(spec: DatasetSpec) -> dg.AssetsDefinition:
                 training_set,
                 seed=protocol.seed,
                 c=config.regularisation_c,
-                balanced=protocol.calibration_method != "none",
+                balanced=protocol.class_weights,
             ),
             {"C": config.regularisation_c},
         )
@@ -191,7 +191,8 @@ def build_xgboost(spec: DatasetSpec) -> dg.AssetsDefinition:
             n_jobs=config.n_jobs,
             storage=settings.optuna_storage,
             study_name=f"churn-{spec.name}-{training_set.version}-seed{protocol.seed}",
-            weight_classes=protocol.calibration_method != "none",
+            weight_classes=protocol.class_weights,
+            balance_seasons=protocol.balance_seasons,
             max_rounds=config.max_rounds,
         )
         return fit_and_log(

@@ -43,7 +43,9 @@ def make_deep_preprocessor(numeric: Sequence[str], categorical: Sequence[str]) -
     """
     numeric_steps = Pipeline(
         [
-            ("impute", SimpleImputer(strategy="median")),
+            # A window unknown on every fit row (left-censored: an early validation fold)
+            # stays a column, so the encoded layout never depends on the fit rows.
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("log", SkewedLog1p()),
             ("scale", StandardScaler()),
         ]
@@ -105,11 +107,21 @@ class DeepTabularClassifier(ClassifierMixin, BaseEstimator):
     # Fitting (JAX)
     # ----------------------------------------------------------------------------------------
 
-    def fit(self, x: Any, y: Any, eval_set: tuple[Any, Any] | None = None) -> DeepTabularClassifier:
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        sample_weight: np.ndarray | None = None,
+        eval_set: tuple[Any, Any] | None = None,
+        eval_sample_weight: np.ndarray | None = None,
+    ) -> DeepTabularClassifier:
+        """Train; ``sample_weight`` (and ``eval_sample_weight`` for ``eval_set``) weigh rows in
+        the loss on top of the class weight, as XGBoost's ``sample_weight`` does."""
         from churn_assets.lib.deep import training
 
         values = np.asarray(x, dtype=np.float64)
         labels = np.asarray(y).astype(np.int64)
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if set(np.unique(labels)) != {0, 1}:
             raise ValueError("DeepTabularClassifier needs binary 0/1 labels with both classes")
         self.n_features_in_ = values.shape[1]
@@ -126,6 +138,8 @@ class DeepTabularClassifier(ClassifierMixin, BaseEstimator):
                 random_state=self.random_state,
             )
             eval_set = (values[val_idx], labels[val_idx])
+            if weights is not None:
+                eval_sample_weight, weights = weights[val_idx], weights[fit_idx]
             values, labels = values[fit_idx], labels[fit_idx]
         x_numeric, rows = self._network_columns(values)
         evaluation = None
@@ -152,6 +166,8 @@ class DeepTabularClassifier(ClassifierMixin, BaseEstimator):
             pos_weight=self.pos_weight,
             seed=self.random_state,
             eval_set=evaluation,
+            row_weight=weights,
+            eval_weight=None if eval_sample_weight is None else np.asarray(eval_sample_weight),
         )
         exported = network.export(
             trained.params, trained.state, rows, self.embedding_offsets_, self.cardinalities_

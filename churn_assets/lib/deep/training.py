@@ -206,8 +206,12 @@ def release_compiled() -> None:
     jax.clear_caches()
 
 
-def sample_weights(y: np.ndarray, pos_weight: float) -> np.ndarray:
-    return np.where(y == 1, pos_weight, 1.0)
+def sample_weights(
+    y: np.ndarray, pos_weight: float, row_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Class weight of every row, times its own weight (season balancing) if any."""
+    weight = np.where(y == 1, pos_weight, 1.0)
+    return weight if row_weight is None else weight * row_weight
 
 
 def weighted_log_loss(y: np.ndarray, logit: np.ndarray, weight: np.ndarray) -> float:
@@ -230,6 +234,8 @@ def train(
     pos_weight: float,
     seed: int,
     eval_set: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    row_weight: np.ndarray | None = None,
+    eval_weight: np.ndarray | None = None,
 ) -> TrainedNetwork:
     """Fit the network; with ``eval_set`` (x_numeric, rows, y) stop early on its loss.
 
@@ -241,7 +247,7 @@ def train(
     exactly ``max_epochs`` epochs run: the refit after tuning uses the epoch count the
     validation folds chose, as XGBoost reuses its best round count.
     """
-    weight = sample_weights(y, pos_weight)
+    weight = sample_weights(y, pos_weight, row_weight)
     prior = float(np.sum(weight * y) / np.sum(weight))
     init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
     params, state, opt_state = _init(
@@ -290,7 +296,7 @@ def train(
             exported.output_weight,
             exported.output_bias,
         )
-        loss = weighted_log_loss(y_val, val_logit, sample_weights(y_val, pos_weight))
+        loss = weighted_log_loss(y_val, val_logit, sample_weights(y_val, pos_weight, eval_weight))
         history.append(loss)
         if loss < best_loss:
             best, best_loss, best_epoch, waited = (params, state), loss, epoch, 0

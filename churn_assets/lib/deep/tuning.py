@@ -1,9 +1,8 @@
 """Optuna search for the deep tabular model, under the same budget rules as XGBoost.
 
-Same folds, seeded TPE sampler, median pruner after each fold, a trial-count budget that
-binds (topped up on a persisted study) and a timeout as safety net, early stopping on the
-validation fold. Self-contained on purpose: it needs only the raw training rows and folds,
-not the rest of the modeling module.
+Same folds, the same study runner (``modeling.optimize``: seeded TPE sampler, median pruner
+after each fold, a trial-count budget that binds on a persisted study, a timeout as safety
+net) and the same row weights, with early stopping on the validation fold.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from churn_assets.lib.deep.estimator import DeepTabularClassifier, make_deep_preprocessor
-from churn_assets.lib.modeling import Folds, TuningResult
+from churn_assets.lib.modeling import DataSplit, TuningResult
+from churn_assets.lib.modeling.fitting import class_weight_ceiling, optimize, prepare_folds
 
 
 def search_space(trial: optuna.Trial, pos_weight: float | None) -> dict[str, Any]:
@@ -46,9 +45,7 @@ def search_space(trial: optuna.Trial, pos_weight: float | None) -> dict[str, Any
 
 
 def tune_deep(
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
-    folds: Folds,
+    split: DataSplit,
     *,
     numeric: Sequence[str],
     categorical: Sequence[str],
@@ -58,46 +55,48 @@ def tune_deep(
     storage: str | None,
     study_name: str,
     weight_classes: bool = True,
+    balance_seasons: bool = False,
     max_epochs: int = 200,
     patience: int = 12,
 ) -> TuningResult:
-    """Optuna TPE (seeded) over ``folds`` of the raw training rows, median-pruned per fold.
+    """Optuna search (``modeling.optimize``) over the split's validation folds.
 
     The objective is mean validation ROC-AUC; each fold's network early-stops on validation
     log-loss after ``patience`` epochs without improvement (as XGBoost's rounds do, with
     ``max_epochs`` as ceiling) and the median best epoch of the best trial becomes the
     refit's ``max_epochs`` with no internal validation split, so the final model trains on
-    all of ``x_train``. The study is topped up to ``n_trials`` finished trials
-    (``load_if_exists``), so re-running with the same budget repeats the same best trial.
+    all of the training part. Class weights are searched only when a calibrator follows
+    (``weight_classes``); ``balance_seasons`` weighs the folds as the final fit is weighed.
     Each trial's compiled network is released when the trial ends (see
     ``training.release_compiled``). Returned ``params`` go straight into :func:`deep_pipeline`.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    prepared = []
-    for fit_rows, val_rows in folds:
-        pre = make_deep_preprocessor(numeric, categorical)
-        x_fit = pre.fit_transform(x_train.iloc[fit_rows])
-        x_val = pre.transform(x_train.iloc[val_rows])
-        prepared.append((x_fit, y_train[fit_rows], x_val, y_train[val_rows]))
-    # Class weights distort probabilities, so they are only searched when a calibrator follows.
-    pos_weight = (
-        float((y_train == 0).sum() / max((y_train == 1).sum(), 1)) if weight_classes else None
+    prepared = prepare_folds(
+        split,
+        lambda: make_deep_preprocessor(numeric, categorical),
+        balance_seasons=balance_seasons,
     )
+    pos_weight = class_weight_ceiling(split.y_train) if weight_classes else None
 
     def objective(trial: optuna.Trial) -> float:
         params = search_space(trial, pos_weight)
         aucs, epochs = [], []
         try:
-            for step, (x_fit, y_fit, x_val, y_val) in enumerate(prepared):
+            for step, fold in enumerate(prepared):
                 model = DeepTabularClassifier(
                     n_categorical=len(categorical),
                     max_epochs=max_epochs,
                     patience=patience,
                     random_state=seed,
                     **params,
-                ).fit(x_fit, y_fit, eval_set=(x_val, y_val))
+                ).fit(
+                    fold.x_fit,
+                    fold.y_fit,
+                    sample_weight=fold.w_fit,
+                    eval_set=(fold.x_val, fold.y_val),
+                    eval_sample_weight=fold.w_val,
+                )
                 epochs.append(model.best_epoch_)
-                aucs.append(float(roc_auc_score(y_val, model.decision_function(x_val))))
+                aucs.append(float(roc_auc_score(fold.y_val, model.decision_function(fold.x_val))))
                 trial.report(float(np.mean(aucs)), step)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
@@ -110,31 +109,16 @@ def tune_deep(
         trial.set_user_attr("fold_auc", aucs)
         return float(np.mean(aucs))
 
-    study = optuna.create_study(
-        study_name=study_name,
+    return optimize(
+        objective,
+        n_trials=n_trials,
+        timeout_seconds=timeout_seconds,
+        seed=seed,
         storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=min(10, max(n_trials // 2, 1))
-        ),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
-        load_if_exists=True,
-    )
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished))
-    if done < n_trials:
-        study.optimize(objective, n_trials=n_trials - done, timeout=timeout_seconds)
-    trials = study.get_trials(deepcopy=False, states=finished)
-    best = study.best_trial
-    params = {
-        **best.params,
-        "max_epochs": int(best.user_attrs["max_epochs"]),
-        "validation_fraction": 0.0,
-    }
-    return TuningResult(
-        params=params,
-        cv_auc=float(study.best_value),
-        n_trials=len(trials),
-        n_pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
         study_name=study_name,
+        refit_params=lambda best: {
+            **best.params,
+            "max_epochs": int(best.user_attrs["max_epochs"]),
+            "validation_fraction": 0.0,
+        },
     )

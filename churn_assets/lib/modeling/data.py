@@ -57,6 +57,9 @@ class DataSplit:
     folds: Folds
     test_index: np.ndarray
     description: dict[str, Any] = field(default_factory=dict)
+    train_dates: np.ndarray | None = None
+    """Observation date of every training row (``datetime64[D]``), for fits that weigh or shift
+    by season; None where no fit needs them."""
 
 
 def _labels(frame: pl.DataFrame, ts: TrainingSet) -> np.ndarray:
@@ -195,6 +198,7 @@ def split_out_of_time(
         y_test=y[idx_test],
         folds=folds,
         test_index=idx_test,
+        train_dates=train_dates_arr,
         description={
             "protocol": "out of time",
             "train_dates": f"{train_dates[0]} .. {train_dates[-1]} ({len(train_dates)})",

@@ -22,7 +22,10 @@ from xgboost import DMatrix, XGBClassifier
 
 from churn_assets.lib.training_set import TrainingSet
 
-CalibrationMethod = Literal["isotonic", "sigmoid", "none"]
+CalibrationMethod = Literal["isotonic", "sigmoid", "seasonal", "none"]
+# The events feature group's calendar feature (month 1-12 of the observation date): the seasonal
+# prior reads the scoring month from it, so a row carries everything its probability needs.
+SEASON_FEATURE = "observation_month"
 
 
 class SkewedLog1p(TransformerMixin, BaseEstimator):
@@ -60,7 +63,9 @@ def make_preprocessor(
     numeric_steps: Any = (
         Pipeline(
             [
-                ("impute", SimpleImputer(strategy="median")),
+                # A window unknown on every fit row (left-censored: an early validation fold)
+                # stays a column, so the encoded layout never depends on the fit rows.
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                 ("log", SkewedLog1p()),
                 ("scale", StandardScaler()),
             ]
@@ -110,6 +115,73 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def calendar_months(dates: np.ndarray) -> np.ndarray:
+    """Calendar month (1-12) of each date."""
+    months = np.asarray(dates, dtype="datetime64[M]").astype(np.int64)
+    return np.asarray(months % 12 + 1)
+
+
+def season_balancing_weights(
+    dates: np.ndarray, y: np.ndarray, rate: float | None = None
+) -> np.ndarray:
+    """Row weights under which every observation date has the same churn rate ``rate`` (the
+    rows' own overall rate by default), and keeps its total weight.
+
+    Trained with them, a model cannot learn the month's base rate from whatever features
+    happen to be confounded with the season (on retail the 365-day windows are only known from
+    December on, so unweighted trees tied them to the winter's 58% churn and scored the summer
+    test months 0.10 too high); :class:`SeasonalPrior` then puts each month's rate back.
+    """
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    y = np.asarray(y)
+    overall = float(y.mean()) if rate is None else rate
+    weights = np.ones(len(y))
+    for day in np.unique(dates):
+        rows = dates == day
+        rate = float(y[rows].mean())
+        if 0.0 < rate < 1.0:
+            weights[rows & (y == 1)] = overall / rate
+            weights[rows & (y == 0)] = (1.0 - overall) / (1.0 - rate)
+    return weights
+
+
+class SeasonalPrior(BaseEstimator):
+    """Shifts a season-balanced model's log-odds to the churn rate of the scoring month's
+    calendar month, as last observed: ``logit q = logit p + logit(r_month) - logit(r_all)``.
+
+    The rates are those of the newest training date of each calendar month (the most recent
+    matured months of that season; labels of later months are not known when the model is
+    trained). A calendar month the training dates never reached keeps the overall rate. This is
+    the prior-shift correction of Saerens et al. (2002) with the season's known base rate as the
+    new prior; it reads only the row's own ``month_feature``, so every row scores on its own.
+    """
+
+    def __init__(self, month_feature: str = SEASON_FEATURE) -> None:
+        self.month_feature = month_feature
+
+    def fit(self, dates: np.ndarray, y: np.ndarray) -> SeasonalPrior:
+        dates = np.asarray(dates, dtype="datetime64[D]")
+        y = np.asarray(y, dtype=float)
+        self.base_rate_ = float(y.mean())
+        self.month_rates_ = np.full(12, np.nan)
+        for day in np.unique(dates):  # ascending: the newest date of each month wins
+            self.month_rates_[calendar_months(day[None])[0] - 1] = y[dates == day].mean()
+        return self
+
+    def shift(self, months: np.ndarray) -> np.ndarray:
+        """Log-odds offset per row; 0 for a month without a known rate (or no month)."""
+        months = np.asarray(months, dtype=float)
+        known = np.isfinite(months) & (months >= 1) & (months <= 12)
+        index = np.where(known, months, 1).astype(np.int64) - 1
+        rates = np.where(known, self.month_rates_[index], np.nan)
+        rates = np.where(np.isnan(rates), self.base_rate_, rates)
+        return _logit(rates) - _logit(np.asarray(self.base_rate_))
+
+    def transform(self, scores: np.ndarray, x: pd.DataFrame) -> np.ndarray:
+        shifted = _logit(np.asarray(scores)) + self.shift(x[self.month_feature].to_numpy())
+        return np.asarray(1.0 / (1.0 + np.exp(-shifted)))
+
+
 class ChurnClassifier(ClassifierMixin, BaseEstimator):
     """What gets logged and scored: preprocessing + estimator + calibration in one object.
 
@@ -125,6 +197,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         categorical_features: tuple[str, ...],
         threshold: float = 0.5,
         background: np.ndarray | None = None,
+        prior: SeasonalPrior | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.calibrator = calibrator
@@ -132,6 +205,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.categorical_features = categorical_features
         self.threshold = threshold
         self.background = background
+        self.prior = prior
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models logged before the seasonal prior existed load without one.
+        super().__setstate__({"prior": None, **state})
 
     @property
     def classes_(self) -> np.ndarray:
@@ -145,7 +223,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return self.pipeline.predict_proba(x[self.features])[:, 1]
 
     def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        """Raw scores, shifted to the scoring month's season (if the model has a prior), then
+        calibrated (if it has a calibrator)."""
         scores = self.raw_scores(x)
+        if self.prior is not None:
+            scores = self.prior.transform(scores, x)
         p = self.calibrator.transform(scores) if self.calibrator is not None else scores
         return np.column_stack([1 - p, p])
 
