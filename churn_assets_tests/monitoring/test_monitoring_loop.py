@@ -16,9 +16,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from churn_assets.defs.monitoring.drift import DRIFT_CHECK, PLOTTED_IN_UI
+from churn_assets.defs.monitoring.drift import DRIFT_CHECK
 from churn_assets.defs.monitoring.sensors import TAG_TRIGGER
 from churn_assets.defs.sources.landing import TAG_DATA_AS_OF, TAG_DELIVERY, TAG_MONTH
+from churn_assets.lib.drift_report import PLOTTED
 from churn_assets.lib.features_registry import feature_set
 from churn_assets.lib.registry_models import CHAMPION, registered_model_name
 from churn_assets_tests.monitoring.conftest import MonitoringEnv
@@ -104,7 +105,7 @@ def test_drift_report_html_metadata_mlflow_and_check(monitoring_env: MonitoringE
     )
     assert html.count("data:image/png;base64,") == len(monitored) + 1  # every feature + score
     plots = str(metadata["plots"])
-    assert plots.count("data:image/png;base64,") == min(PLOTTED_IN_UI, len(monitored) + 1)
+    assert plots.count("data:image/png;base64,") == min(PLOTTED, len(monitored) + 1)
     assert plots.startswith("![churn_probability.png]")  # the score is always plotted first
 
     table = metadata["drift_table"]

@@ -36,7 +36,6 @@ from churn_assets.resources import AlertNotifier, DuckDBResource, MLflowResource
 from churn_assets.settings import ChurnSettings
 
 DRIFT_CHECK = "drift_alert"
-PLOTTED_IN_UI = 8
 
 
 class DriftConfig(dg.Config):
@@ -200,13 +199,12 @@ def drift_of_date(
     }
     if summary.status == "alert":
         notifier.notify(f"{spec.name}_drift_alert", {**outcome, "report": str(path)})
-    plotted = {f"{name}.png": png for name, png in list(figures.items())[:PLOTTED_IN_UI]}
     return {
         **outcome,
         "materialization": {
             **outcome,
             "drift_table": metadata.table(drift_frame(summary)),
-            "plots": metadata.plots(plotted),
+            "plots": metadata.plots({f"{name}.png": png for name, png in figures.items()}),
             **metadata.report_links(settings, "report", path),
             "mlflow_run_id": run_id,
         },

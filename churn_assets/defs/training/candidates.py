@@ -232,9 +232,7 @@ def build_deep(spec: DatasetSpec) -> dg.AssetsDefinition:
         split = protocol.split(training_set, training_set.frame())
         numeric, categorical = training_set.numeric_features, training_set.categorical_features
         tuning = deep.tune_deep(
-            split.x_train,
-            split.y_train,
-            split.folds,
+            split,
             numeric=numeric,
             categorical=categorical,
             n_trials=config.n_trials,
@@ -242,7 +240,8 @@ def build_deep(spec: DatasetSpec) -> dg.AssetsDefinition:
             seed=protocol.seed,
             storage=settings.optuna_storage,
             study_name=f"churn-{spec.name}-{training_set.version}-deep-seed{protocol.seed}",
-            weight_classes=protocol.calibration_method != "none",
+            weight_classes=protocol.class_weights,
+            balance_seasons=protocol.balance_seasons,
             max_epochs=config.max_epochs,
             patience=config.patience,
         )

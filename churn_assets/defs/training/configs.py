@@ -66,7 +66,7 @@ class DeepConfig(dg.Config):
     compiled and trained per fold), so the default is smaller; raise it in the launchpad.
     """
 
-    n_trials: int = 4
+    n_trials: int = 3
     timeout_seconds: float = 300.0
     max_epochs: int = 200
     patience: int = 12
