@@ -14,7 +14,12 @@ import dagster as dg
 from sklearn.pipeline import Pipeline
 
 from churn_assets import metadata
-from churn_assets.defs.training.configs import BaselineConfig, DeepConfig, XGBoostConfig
+from churn_assets.defs.training.configs import (
+    BaselineConfig,
+    DeepConfig,
+    SearchBudget,
+    XGBoostConfig,
+)
 from churn_assets.lib import deep, modeling
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
@@ -113,6 +118,27 @@ def fit_and_log(
     )
 
 
+def search(
+    spec: DatasetSpec,
+    ts: TrainingSet,
+    protocol: Protocol,
+    settings: ChurnSettings,
+    budget: SearchBudget,
+    study_suffix: str,
+) -> dict[str, Any]:
+    """The arguments every candidate's Optuna search shares: budget, seed, the persisted study
+    (one per dataset, training-set version, candidate and seed) and the protocol's weighting."""
+    return {
+        "n_trials": budget.n_trials,
+        "timeout_seconds": budget.timeout_seconds,
+        "seed": protocol.seed,
+        "storage": settings.optuna_storage,
+        "study_name": f"churn-{spec.name}-{ts.version}{study_suffix}-seed{protocol.seed}",
+        "weight_classes": protocol.class_weights,
+        "balance_seasons": protocol.balance_seasons,
+    }
+
+
 def tuned(
     context: dg.AssetExecutionContext, prefix: str, tuning: modeling.TuningResult
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -185,15 +211,9 @@ def build_xgboost(spec: DatasetSpec) -> dg.AssetsDefinition:
         tuning = modeling.tune_xgboost(
             training_set,
             split,
-            n_trials=config.n_trials,
-            timeout_seconds=config.timeout_seconds,
-            seed=protocol.seed,
             n_jobs=config.n_jobs,
-            storage=settings.optuna_storage,
-            study_name=f"churn-{spec.name}-{training_set.version}-seed{protocol.seed}",
-            weight_classes=protocol.class_weights,
-            balance_seasons=protocol.balance_seasons,
             max_rounds=config.max_rounds,
+            **search(spec, training_set, protocol, settings, config, ""),
         )
         return fit_and_log(
             context,
@@ -235,15 +255,9 @@ def build_deep(spec: DatasetSpec) -> dg.AssetsDefinition:
             split,
             numeric=numeric,
             categorical=categorical,
-            n_trials=config.n_trials,
-            timeout_seconds=config.timeout_seconds,
-            seed=protocol.seed,
-            storage=settings.optuna_storage,
-            study_name=f"churn-{spec.name}-{training_set.version}-deep-seed{protocol.seed}",
-            weight_classes=protocol.class_weights,
-            balance_seasons=protocol.balance_seasons,
             max_epochs=config.max_epochs,
             patience=config.patience,
+            **search(spec, training_set, protocol, settings, config, "-deep"),
         )
         return fit_and_log(
             context,

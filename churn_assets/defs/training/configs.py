@@ -50,17 +50,22 @@ class BaselineConfig(ProtocolConfig):
     regularisation_c: float = 0.1
 
 
-class XGBoostConfig(dg.Config):
-    """Tuning budget. ``n_trials`` should bind (reproducible); the timeout is a safety net."""
+class SearchBudget(dg.Config):
+    """Optuna budget. ``n_trials`` should bind (reproducible); the timeout is a safety net."""
 
     n_trials: int = 20
     timeout_seconds: float = 240.0
+
+
+class XGBoostConfig(SearchBudget):
+    """XGBoost's search budget and model size."""
+
     max_rounds: int = 1000
     # Fixed thread count: part of what makes a run reproducible across machines.
     n_jobs: int = 1
 
 
-class DeepConfig(dg.Config):
+class DeepConfig(SearchBudget):
     """Tuning budget of the deep tabular candidate, under XGBoost's rules (the trial count
     binds, the timeout is a safety net). A trial costs about ten XGBoost trials (a network
     compiled and trained per fold), so the default is smaller; raise it in the launchpad.
