@@ -6,6 +6,7 @@ import dagster as dg
 
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.modeling.protocol import Protocol
+from churn_assets.lib.modeling.recipes import Budget
 
 
 class ProtocolConfig(dg.Config):
@@ -49,6 +50,9 @@ class ProtocolConfig(dg.Config):
 class BaselineConfig(ProtocolConfig):
     regularisation_c: float = 0.1
 
+    def budget(self) -> Budget:
+        return Budget(regularisation_c=self.regularisation_c)
+
 
 class XGBoostConfig(dg.Config):
     """Tuning budget. ``n_trials`` should bind (reproducible); the timeout is a safety net."""
@@ -58,6 +62,15 @@ class XGBoostConfig(dg.Config):
     max_rounds: int = 1000
     # Fixed thread count: part of what makes a run reproducible across machines.
     n_jobs: int = 1
+
+    def budget(self, storage: str | None) -> Budget:
+        return Budget(
+            n_trials=self.n_trials,
+            timeout_seconds=self.timeout_seconds,
+            max_rounds=self.max_rounds,
+            n_jobs=self.n_jobs,
+            storage=storage,
+        )
 
 
 class DeepConfig(dg.Config):
@@ -70,6 +83,15 @@ class DeepConfig(dg.Config):
     timeout_seconds: float = 300.0
     max_epochs: int = 200
     patience: int = 12
+
+    def budget(self, storage: str | None) -> Budget:
+        return Budget(
+            n_trials=self.n_trials,
+            timeout_seconds=self.timeout_seconds,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+            storage=storage,
+        )
 
 
 class PromotionConfig(dg.Config):
