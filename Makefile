@@ -18,7 +18,7 @@ REPORTS_DIR ?= $(or $(CHURN_REPORTS_DIR),$(CURDIR)/data/reports)
 export CHURN_REPORTS_URL ?= http://127.0.0.1:$(REPORTS_PORT)
 DUCKDB_FILE := $(or $(CHURN_DUCKDB_PATH),$(CURDIR)/data/churn.duckdb)
 
-.PHONY: install system-deps state redis redis-stop serve bench-serve run test test-fast ui reports demo mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean parity-spark bench-feast
+.PHONY: install system-deps state redis redis-stop serve bench-serve run evaluate test test-fast ui reports demo mlflow-ui dbt-docs lint typecheck bench bench-models replay-next replay-status clean parity-spark bench-feast
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,12 @@ redis-stop:
 # `make run DATASET=retail` runs one declared dataset's graph only.
 run: install redis
 	$(BIN)/python -m churn_assets.cli run $(if $(DATASET),--dataset $(DATASET))
+
+# Resampled evaluation of every candidate recipe (group `evaluation`, never in `make run`: each
+# round tunes every candidate again): 10 seeded splits for a snapshot dataset, rolling-origin
+# months out of time. Needs the training sets of a `make run`; `DATASET=telco` for one dataset.
+evaluate: install
+	$(BIN)/python -m churn_assets.cli run --group evaluation $(if $(DATASET),--dataset $(DATASET))
 
 # The scoring API on 127.0.0.1:8000 (docs at /docs) over Redis and the MLflow champions. Its key
 # comes from CHURN_API_KEYS, else one generated once into .state/api_key (never in the repo).

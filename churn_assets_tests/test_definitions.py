@@ -97,6 +97,7 @@ def test_every_dataset_gets_every_stage_and_contracts_block(defs: dg.Definitions
             "monitoring",
             "serving",
             "business",
+            "evaluation",
         }, dataset
     for raw in ("retail_raw_events", "telco_raw_customers"):
         specs = graph.get(dg.AssetKey(raw)).assets_def.check_specs

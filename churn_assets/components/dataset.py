@@ -3,8 +3,8 @@
 Each ``churn_assets/defs/datasets/<name>/defs.yaml`` instantiates :class:`ChurnDataset` with a
 :class:`~churn_assets.lib.datasets.DatasetSpec` as its attributes; the component builds every
 stage for it (raw table, quality report, dbt features, training set, candidates, selection,
-promotion, SHAP, scores, drift, realized performance, the business decisions, jobs, sensors and
-the schedule), keyed
+promotion, SHAP, scores, drift, realized performance, the business decisions, the resampled
+evaluation, jobs, sensors and the schedule), keyed
 ``<name>_*``. Adding a dataset adds a folder, not code. ``CHURN_DATASETS`` (comma-separated
 names) loads only some of the declared datasets.
 """
@@ -14,7 +14,15 @@ import os
 import dagster as dg
 from pydantic import BaseModel
 
-from churn_assets.defs import business, features, monitoring, serving, sources, training
+from churn_assets.defs import (
+    business,
+    evaluation,
+    features,
+    monitoring,
+    serving,
+    sources,
+    training,
+)
 from churn_assets.defs.features.dbt_models import build_dbt_assets
 from churn_assets.defs.monitoring.jobs import build_jobs, build_schedule
 from churn_assets.defs.monitoring.sensors import build_after_ingest_sensor, build_retraining_sensor
@@ -42,6 +50,7 @@ def build_dataset_defs(spec: DatasetSpec) -> dg.Definitions:
             *monitoring.build(spec),
             *serving.build(spec),
             *business.build(spec),
+            *evaluation.build(spec),
         ],
         jobs=[*jobs.all(), *business.build_jobs(spec)],
         sensors=sensors,

@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from churn_assets.cli import ON_REQUEST_GROUPS
 from churn_assets.definitions import build_definitions
 from churn_assets.serving import ServingConfig
 from churn_assets.settings import ChurnSettings
@@ -67,7 +68,11 @@ def test_real_graph_end_to_end(tmp_path: Path, redis_server: RedisServer) -> Non
     }
     with dg.instance_for_test() as instance:
         main = _job(
-            defs, "main_job", dg.AssetSelection.all() - dg.AssetSelection.assets(*partitioned)
+            defs,
+            "main_job",
+            dg.AssetSelection.all()
+            - dg.AssetSelection.assets(*partitioned)
+            - dg.AssetSelection.groups(*ON_REQUEST_GROUPS),
         )
         assert main.execute_in_process(instance=instance, run_config={"ops": fast}).success
         assert len(instance.get_dynamic_partitions("retail_observation_dates")) == 22

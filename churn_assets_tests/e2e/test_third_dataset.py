@@ -16,6 +16,7 @@ import mlflow
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from churn_assets.cli import ON_REQUEST_GROUPS
 from churn_assets.definitions import build_definitions
 from churn_assets.lib.datasets import load_declaration
 from churn_assets.partitions import partitions_name
@@ -44,7 +45,10 @@ def test_a_declared_dataset_runs_the_whole_graph(tmp_path: Path, redis_server: R
     partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
     assert all(k.to_user_string().startswith("acme_") for k in keys)
     main = dg.define_asset_job(
-        "acme_main", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*partitioned)
+        "acme_main",
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.assets(*partitioned)
+        - dg.AssetSelection.groups(*ON_REQUEST_GROUPS),
     )
     run_config = {
         "ops": {

@@ -14,16 +14,12 @@ import dagster as dg
 from sklearn.pipeline import Pipeline
 
 from churn_assets import metadata
-from churn_assets.defs.training.configs import (
-    BaselineConfig,
-    DeepConfig,
-    SearchBudget,
-    XGBoostConfig,
-)
-from churn_assets.lib import deep, modeling
+from churn_assets.defs.training.configs import BaselineConfig, DeepConfig, XGBoostConfig
+from churn_assets.lib import modeling
 from churn_assets.lib import registry_models as registry
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.evaluation import evaluation_plots, metrics_markdown
+from churn_assets.lib.modeling import recipes
 from churn_assets.lib.modeling.protocol import Candidate, Protocol, validation_auc
 from churn_assets.lib.training_set import TrainingSet
 from churn_assets.resources import MLflowResource
@@ -118,27 +114,6 @@ def fit_and_log(
     )
 
 
-def search(
-    spec: DatasetSpec,
-    ts: TrainingSet,
-    protocol: Protocol,
-    settings: ChurnSettings,
-    budget: SearchBudget,
-    study_suffix: str,
-) -> dict[str, Any]:
-    """The arguments every candidate's Optuna search shares: budget, seed, the persisted study
-    (one per dataset, training-set version, candidate and seed) and the protocol's weighting."""
-    return {
-        "n_trials": budget.n_trials,
-        "timeout_seconds": budget.timeout_seconds,
-        "seed": protocol.seed,
-        "storage": settings.optuna_storage,
-        "study_name": f"churn-{spec.name}-{ts.version}{study_suffix}-seed{protocol.seed}",
-        "weight_classes": protocol.class_weights,
-        "balance_seasons": protocol.balance_seasons,
-    }
-
-
 def tuned(
     context: dg.AssetExecutionContext, prefix: str, tuning: modeling.TuningResult
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -171,6 +146,7 @@ def build_baseline(spec: DatasetSpec) -> dg.AssetsDefinition:
         training_set: TrainingSet,
     ) -> dg.Output[Candidate]:
         protocol = config.protocol(spec)
+        recipe = recipes.baseline_recipe(training_set, protocol, config.budget())
         return fit_and_log(
             context,
             spec,
@@ -178,13 +154,8 @@ def build_baseline(spec: DatasetSpec) -> dg.AssetsDefinition:
             training_set,
             protocol,
             "baseline",
-            lambda: modeling.baseline_pipeline(
-                training_set,
-                seed=protocol.seed,
-                c=config.regularisation_c,
-                balanced=protocol.class_weights,
-            ),
-            {"C": config.regularisation_c},
+            recipe.pipeline,
+            recipe.params,
         )
 
     return baseline_model
@@ -208,13 +179,14 @@ def build_xgboost(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> dg.Output[Candidate]:
         protocol = baseline.protocol
         split = protocol.split(training_set, training_set.frame())
-        tuning = modeling.tune_xgboost(
+        recipe = recipes.xgboost_recipe(
             training_set,
             split,
-            n_jobs=config.n_jobs,
-            max_rounds=config.max_rounds,
-            **search(spec, training_set, protocol, settings, config, ""),
+            protocol,
+            config.budget(settings.optuna_storage),
+            f"churn-{spec.name}-{training_set.version}-seed{protocol.seed}",
         )
+        assert recipe.tuning is not None
         return fit_and_log(
             context,
             spec,
@@ -222,10 +194,8 @@ def build_xgboost(spec: DatasetSpec) -> dg.AssetsDefinition:
             training_set,
             protocol,
             "xgboost",
-            lambda: modeling.xgboost_pipeline(
-                training_set, tuning.params, seed=protocol.seed, n_jobs=config.n_jobs
-            ),
-            *tuned(context, "xgb", tuning),
+            recipe.pipeline,
+            *tuned(context, "xgb", recipe.tuning),
         )
 
     return xgboost_model
@@ -250,15 +220,14 @@ def build_deep(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> dg.Output[Candidate]:
         protocol = baseline.protocol
         split = protocol.split(training_set, training_set.frame())
-        numeric, categorical = training_set.numeric_features, training_set.categorical_features
-        tuning = deep.tune_deep(
+        recipe = recipes.deep_recipe(
+            training_set,
             split,
-            numeric=numeric,
-            categorical=categorical,
-            max_epochs=config.max_epochs,
-            patience=config.patience,
-            **search(spec, training_set, protocol, settings, config, "-deep"),
+            protocol,
+            config.budget(settings.optuna_storage),
+            f"churn-{spec.name}-{training_set.version}-deep-seed{protocol.seed}",
         )
+        assert recipe.tuning is not None
         return fit_and_log(
             context,
             spec,
@@ -266,8 +235,8 @@ def build_deep(spec: DatasetSpec) -> dg.AssetsDefinition:
             training_set,
             protocol,
             "deep",
-            lambda: deep.deep_pipeline(numeric, categorical, tuning.params, protocol.seed),
-            *tuned(context, "deep", tuning),
+            recipe.pipeline,
+            *tuned(context, "deep", recipe.tuning),
         )
 
     return deep_model

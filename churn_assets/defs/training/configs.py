@@ -6,6 +6,7 @@ import dagster as dg
 
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.modeling.protocol import Protocol
+from churn_assets.lib.modeling.recipes import Budget
 
 
 class ProtocolConfig(dg.Config):
@@ -49,6 +50,9 @@ class ProtocolConfig(dg.Config):
 class BaselineConfig(ProtocolConfig):
     regularisation_c: float = 0.1
 
+    def budget(self) -> Budget:
+        return Budget(regularisation_c=self.regularisation_c)
+
 
 class SearchBudget(dg.Config):
     """Optuna budget. ``n_trials`` should bind (reproducible); the timeout is a safety net."""
@@ -64,6 +68,15 @@ class XGBoostConfig(SearchBudget):
     # Fixed thread count: part of what makes a run reproducible across machines.
     n_jobs: int = 1
 
+    def budget(self, storage: str | None) -> Budget:
+        return Budget(
+            n_trials=self.n_trials,
+            timeout_seconds=self.timeout_seconds,
+            max_rounds=self.max_rounds,
+            n_jobs=self.n_jobs,
+            storage=storage,
+        )
+
 
 class DeepConfig(SearchBudget):
     """Tuning budget of the deep tabular candidate, under XGBoost's rules (the trial count
@@ -75,6 +88,15 @@ class DeepConfig(SearchBudget):
     timeout_seconds: float = 300.0
     max_epochs: int = 200
     patience: int = 12
+
+    def budget(self, storage: str | None) -> Budget:
+        return Budget(
+            n_trials=self.n_trials,
+            timeout_seconds=self.timeout_seconds,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+            storage=storage,
+        )
 
 
 class PromotionConfig(dg.Config):

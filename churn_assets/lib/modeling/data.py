@@ -122,10 +122,17 @@ def anchored_out_of_time_dates(newest_matured: date, horizon_days: int) -> tuple
     and training ends at the newest month whose label horizon closes before the test starts."""
     test_end = shift_months(newest_matured, 0)
     test_start = shift_months(test_end, -3)
-    train_end = shift_months(test_start, -3)
+    return matured_train_end(test_start, horizon_days, gap_months=3), test_start, test_end
+
+
+def matured_train_end(test_start: date, horizon_days: int, *, gap_months: int = 1) -> date:
+    """The newest month start, at least ``gap_months`` before ``test_start``, whose label
+    horizon has closed by ``test_start``: the last training date of a model tested from
+    ``test_start`` on (its labels were all known when that month began)."""
+    train_end = shift_months(test_start, -gap_months)
     while train_end + timedelta(days=horizon_days) > test_start:
         train_end = shift_months(train_end, -1)
-    return train_end, test_start, test_end
+    return train_end
 
 
 def out_of_time_blocker(matured_dates: Sequence[date], horizon_days: int) -> str | None:

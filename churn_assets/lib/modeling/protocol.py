@@ -7,6 +7,7 @@ validated and tested on the same rows with the same costs. Pure code, no Dagster
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -148,8 +149,12 @@ class RegisteredModel:
 def choose(candidates: list[Candidate]) -> Candidate:
     """The candidate with the best validation ROC-AUC; test figures never enter the choice.
     Ties go to the first candidate (the simplest: the baseline comes first)."""
-    best = max(range(len(candidates)), key=lambda i: (candidates[i].validation_auc, -i))
-    return candidates[best]
+    return candidates[best_by_validation([c.validation_auc for c in candidates])]
+
+
+def best_by_validation(validation_aucs: Sequence[float]) -> int:
+    """Index of the best validation ROC-AUC, ties to the first (the rule of :func:`choose`)."""
+    return max(range(len(validation_aucs)), key=lambda i: (validation_aucs[i], -i))
 
 
 def comparison_rows(candidates: list[Candidate], chosen: Candidate) -> list[dict[str, Any]]:
