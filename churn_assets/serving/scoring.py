@@ -489,6 +489,9 @@ class Scorer:
             return self.model.predict_proba(x)[:, 1], contributions
         encoded = self._booster.encode(rows)
         raw = self._booster.raw_scores(encoded)
+        prior = self.model.prior
+        if prior is not None:  # the season's base rate, from the row's own calendar month
+            raw = prior.apply(raw, rows.numeric[:, self.numeric.index(prior.month_feature)])
         calibrator = self.model.calibrator
         probability = calibrator.transform(raw) if calibrator is not None else raw
         return probability, self._booster.contributions(encoded) if reasons else None

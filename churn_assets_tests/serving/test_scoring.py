@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +14,12 @@ import pytest
 from churn_assets.lib import modeling
 from churn_assets.lib.explain import explain
 from churn_assets.lib.modeling import MISSING_CATEGORY, ChurnClassifier, feature_frame
+from churn_assets.lib.modeling.estimators import SEASON_FEATURE
 from churn_assets.serving import scoring
 from churn_assets.serving.scoring import FeatureRows, Scorer
 from churn_assets_tests.serving.conftest import ServingEnv
+from churn_assets_tests.serving.fixtures import XGB_PARAMS
+from churn_assets_tests.training.fixtures import synthetic_retail_training_set
 
 pytestmark = pytest.mark.xdist_group("serving")
 
@@ -159,3 +164,42 @@ def test_feature_rows_read_frames_like_feature_frame(serving_env: ServingEnv) ->
             ts.numeric_features,
             ts.categorical_features,
         )
+
+
+def test_a_seasonal_model_keeps_the_fast_path_and_its_season_shift(tmp_path: Path) -> None:
+    """Out-of-time models carry a seasonal prior read from the row's calendar month: the fast
+    path applies it too (else it would disagree and fall back to the slow pipeline)."""
+    ts = synthetic_retail_training_set(tmp_path)
+    split = modeling.split_out_of_time(
+        ts,
+        ts.frame(),
+        train_end=date(2011, 3, 1),
+        test_start=date(2011, 6, 1),
+        test_end=date(2011, 9, 1),
+        horizon_days=90,
+        n_val_folds=2,
+    )
+    model, _ = modeling.fit_calibrated(
+        modeling.xgboost_pipeline(ts, XGB_PARAMS, seed=42, n_jobs=1),
+        ts,
+        split,
+        calibration="seasonal",
+        threshold=0.5,
+    )
+    assert model.prior is not None
+    scorer = Scorer(model, ts.frame())
+    assert scorer.fast_path
+    frame = ts.frame()
+    rows = FeatureRows.from_frame(frame, ts.numeric_features, ts.categorical_features)
+    x = feature_frame(frame, ts.numeric_features, ts.categorical_features)
+    assert np.array_equal(scorer.probabilities(rows), model.predict_proba(x)[:, 1])
+    # the shift moves probabilities: the same row scored in another month scores differently
+    july = frame.with_columns(pl.lit(7).alias(SEASON_FEATURE))
+    january = frame.with_columns(pl.lit(1).alias(SEASON_FEATURE))
+    as_july, as_january = (
+        scorer.probabilities(
+            FeatureRows.from_frame(f, ts.numeric_features, ts.categorical_features)
+        )
+        for f in (july, january)
+    )
+    assert not np.allclose(as_july, as_january)

@@ -119,7 +119,8 @@ def synthetic_retail_frame(n_customers: int = 300, seed: int = 0) -> pl.DataFram
 def retail_training_set_from(root: Path, frame: pl.DataFrame, version: str) -> TrainingSet:
     path = root / "retail" / version
     _write(path, frame, {"dataset": "retail", "version": version})
-    return TrainingSet("retail", version, path, RETAIL_NUMERIC, RETAIL_CATEGORICAL)
+    numeric = tuple(c for c in RETAIL_NUMERIC if c in frame.columns)
+    return TrainingSet("retail", version, path, numeric, RETAIL_CATEGORICAL)
 
 
 def synthetic_retail_training_set(root: Path, version: str = "v1") -> TrainingSet:

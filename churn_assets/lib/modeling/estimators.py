@@ -178,7 +178,12 @@ class SeasonalPrior(BaseEstimator):
         return _logit(rates) - _logit(np.asarray(self.base_rate_))
 
     def transform(self, scores: np.ndarray, x: pd.DataFrame) -> np.ndarray:
-        shifted = _logit(np.asarray(scores)) + self.shift(x[self.month_feature].to_numpy())
+        return self.apply(scores, x[self.month_feature].to_numpy())
+
+    def apply(self, scores: np.ndarray, months: np.ndarray) -> np.ndarray:
+        """Shifted probabilities of ``scores`` given each row's calendar month (the arithmetic
+        every scoring path shares, so they agree to the last bit)."""
+        shifted = _logit(np.asarray(scores)) + self.shift(months)
         return np.asarray(1.0 / (1.0 + np.exp(-shifted)))
 
 
