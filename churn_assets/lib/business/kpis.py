@@ -20,8 +20,8 @@ KPI_DEFINITIONS: dict[str, str] = {
     "customers at the end of the label horizon.",
     "revenue_at_risk": "Sum over the customers scored at T of churn probability × customer value "
     "(expected revenue over the value horizon, before margin).",
-    "top_decile_capture": "Share of the month's actual churners found among the 10% of customers "
-    "with the highest predicted risk (risk decile 10); random targeting would capture 10%.",
+    "top_decile_capture": "Share of the month's actual churners found among the 10% of that "
+    "month's customers with the highest predicted risk; random targeting would capture 10%.",
     "expected_saved_revenue": "Sum over the campaign's treated customers of churn probability × "
     "the playbook's uplift of their action × customer value, as a low / mid / high range from "
     "the playbook's assumptions (revenue before margin; an assumption until the holdout "
@@ -34,7 +34,7 @@ KPI_DEFINITIONS: dict[str, str] = {
 def monthly_kpis(customers: pl.DataFrame) -> pl.DataFrame:
     """One row per observation date from per-customer rows (customer tables of several months).
 
-    Needs observation_date, churn_probability, risk_decile, value, churned (NULL when
+    Needs observation_date, churn_probability, value, churned (NULL when
     immature) and is_mature. Columns: observation_date, customers_scored, mature_customers,
     predicted_churn_rate, monthly_churn_rate, retention_rate, revenue_at_risk,
     top_decile_capture (the last three NULL until every label of the month is mature).
@@ -50,7 +50,15 @@ def monthly_kpis(customers: pl.DataFrame) -> pl.DataFrame:
             revenue_at_risk=(pl.col("churn_probability") * pl.col("value")).sum(),
             churn_rate=churned.filter(mature).mean(),
             churners=churned.filter(mature).sum(),
-            top_churners=churned.filter(mature & (pl.col("risk_decile") == 10)).sum(),
+            # Ranked within the month: risk deciles rank against the model's training scores,
+            # and a low-churn season may leave decile 10 empty.
+            top_churners=churned.filter(
+                mature
+                & (
+                    pl.col("churn_probability").rank("ordinal", descending=True)
+                    <= (pl.len() * 0.1).ceil()
+                )
+            ).sum(),
         )
         .with_columns(
             all_mature=pl.col("mature_customers") == pl.col("customers_scored"),
