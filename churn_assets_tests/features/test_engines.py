@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from churn_assets.defs.features.project import run_models
 from churn_assets.lib.datasets import DatasetSpec
