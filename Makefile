@@ -146,7 +146,7 @@ replay-status: install
 	$(BIN)/python -m churn_assets.replay status
 
 clean: redis-stop
-	rm -rf .state data/*.duckdb data/*.duckdb.wal data/*.duckdb.lock data/processed data/reports data/landing dbt/target
+	rm -rf .state data/*.duckdb data/*.duckdb.wal data/*.duckdb.lock data/processed data/reports data/landing data/spark dbt/target
 
 # Streaming (docs/streaming.md): a worker of an events dataset's Redis stream keeps online tiles
 # equal to the batch store's and scores customers as events arrive (`make stream DATASET=retail`

@@ -122,34 +122,59 @@ def naive_sql(start: date, end: date) -> str:
     def in_window(w: int) -> str:
         return f"e.event_ts >= o.observation_date - INTERVAL {w} DAY"
 
+    def known(w: int, value: str) -> str:
+        """NULL where the window reaches back before the first day of the data (left-censored,
+        as the feature model defines it), the value otherwise."""
+        return (
+            f"CASE WHEN o.observation_date - INTERVAL {w} DAY < "
+            f"(SELECT first_day FROM data_start) THEN NULL ELSE {value} END"
+        )
+
     per_window = []
     for w in windows:
         purchase = f"e.event_type = 'purchase' AND {in_window(w)}"
         other = f"e.event_type <> 'purchase' AND {in_window(w)}"
         per_window += [
-            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.order_id END) AS INTEGER) AS orders_{w}d",
-            f"CAST(count(*) FILTER (WHERE {purchase}) AS INTEGER) AS lines_{w}d",
-            f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE) AS revenue_{w}d",
-            f"CAST(count(*) FILTER (WHERE {other}) AS INTEGER) AS returns_{w}d",
-            f"CAST(coalesce(-sum(e.amount) FILTER (WHERE {other}), 0) AS DOUBLE) AS return_value_{w}d",
-            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.product_id END) AS INTEGER) "
-            f"AS distinct_products_{w}d",
+            known(w, f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.order_id END) AS INTEGER)")
+            + f" AS orders_{w}d",
+            known(w, f"CAST(count(*) FILTER (WHERE {purchase}) AS INTEGER)") + f" AS lines_{w}d",
+            known(w, f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE)")
+            + f" AS revenue_{w}d",
+            known(w, f"CAST(count(*) FILTER (WHERE {other}) AS INTEGER)") + f" AS returns_{w}d",
+            known(w, f"CAST(coalesce(-sum(e.amount) FILTER (WHERE {other}), 0) AS DOUBLE)")
+            + f" AS return_value_{w}d",
+            known(w, f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.product_id END) AS INTEGER)")
+            + f" AS distinct_products_{w}d",
         ]
     for w in SPEC.ev.long_windows:
         purchase = f"e.event_type = 'purchase' AND {in_window(w)}"
         per_window += [
-            f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.order_id END) AS INTEGER) AS orders_{w}d",
-            f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE) AS revenue_{w}d",
+            known(w, f"CAST(count(DISTINCT CASE WHEN {purchase} THEN e.order_id END) AS INTEGER)")
+            + f" AS orders_{w}d",
+            known(w, f"CAST(coalesce(sum(e.amount) FILTER (WHERE {purchase}), 0) AS DOUBLE)")
+            + f" AS revenue_{w}d",
         ]
     year = f"e.event_type = 'purchase' AND {in_window(365)}"
     per_window += [
-        f"CAST(count(DISTINCT CASE WHEN {year} THEN date_trunc('month', e.event_date) END) "
-        "AS INTEGER) AS active_months_365d",
-        f"CAST(count(DISTINCT CASE WHEN {year} AND e.event_ts < o.observation_date "
-        "- INTERVAL 275 DAY THEN e.order_id END) AS INTEGER) AS orders_prior_year_horizon",
+        known(
+            365,
+            f"CAST(count(DISTINCT CASE WHEN {year} THEN date_trunc('month', e.event_date) END) "
+            "AS INTEGER)",
+        )
+        + " AS active_months_365d",
+        known(
+            365,
+            f"CAST(count(DISTINCT CASE WHEN {year} AND e.event_ts < o.observation_date "
+            "- INTERVAL 275 DAY THEN e.order_id END) AS INTEGER)",
+        )
+        + " AS orders_prior_year_horizon",
     ]
     return f"""
-    WITH obs AS (
+    WITH data_start AS (
+        SELECT CAST(min(event_ts) AS DATE) AS first_day
+        FROM {SPEC.db_schema("raw")}.{SPEC.raw_table}
+    ),
+    obs AS (
         SELECT CAST(range AS DATE) AS observation_date
         FROM range(DATE '{start}', DATE '{end}' + INTERVAL 1 DAY, INTERVAL 1 MONTH)
     ),

@@ -23,10 +23,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from churn_assets.defs.features.project import run_models
 from churn_assets.lib.datasets import DatasetSpec
 from churn_assets.lib.engine_parity import Comparison, compare
+from churn_assets.lib.features_dbt import DBT_PROJECT_DIR
 from churn_assets.lib.spark_lake import table_dir
 from churn_assets_tests.features import fixtures
 
@@ -202,3 +204,13 @@ def test_only_the_changed_days_are_rebuilt(
         con.close()
     assert canaries == [(fixtures.UNTOUCHED_DAY,)]
     assert withdrawn == [(0,)] * len(PER_DAY)
+
+
+def test_spark_session_draws_no_console_progress_bar() -> None:
+    """dagster-dbt reads dbt's JSON log events line by line from the output Spark's console
+    progress bar is drawn on (with carriage returns, no newline): a bar in front of an event's
+    line makes it unparseable and the model goes unreported, so the dbt asset yields no output
+    for it and everything downstream is skipped. The Spark target keeps the bar off."""
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    spark = profile["churn_features"]["outputs"]["spark"]
+    assert spark["server_side_parameters"]["spark.ui.showConsoleProgress"] == "false"
